@@ -1,0 +1,362 @@
+#!/usr/bin/env bash
+# bench/run.sh: ocitree beside its peers, measured in the same run (`make bench`).
+#
+# Method (as in shared/spec/peer-baseline.md): input tree = fixtures/debian (the
+# "v1" Debian 12 tree with a kernel); every timed command runs under hyperfine
+# with an untimed --prepare that makes a fresh, empty destination and then
+# `sync`; page cache warm; each timed command is wrapped in GNU `time -v` and the
+# peak RSS of a row is the largest "Maximum resident set size" over its runs.
+# Peer and ocitree runs are interleaved (peer, ours, peer, ours, ...): each run
+# is its own `hyperfine --runs 1` invocation, so slow drift of the disk hits
+# both sides alike. The verdict of a row is the ratio ocitree/peer of the
+# median wall times, never absolute seconds.
+#
+# Environment:
+#   RUNS=3            timed runs per side and row
+#   BENCH_ONLY=a,b    only these rows (names: see the bottom of this file)
+#   BENCH_OUT=FILE    report file (default bench/last-report.md; stdout gets it too)
+#   BENCH_WORK=DIR    scratch dir (default: mktemp -d /var/tmp/ocitree-bench.XXXXXX;
+#                     must not be tmpfs; must be one filesystem for hardlinks)
+#   BENCH_KEEP=1      keep the scratch dir (repos, checkouts, raw results)
+#   BENCH_TREE=DIR    input tree instead of fixtures/debian/build.sh's
+#   OCITREE=PATH      use this ocitree binary instead of building cmd/ocitree
+#
+# Exit status: 0 when every timed command ran (whether or not targets were
+# met: see the ok? column), 1 when a command failed or setup went wrong.
+#
+# Adding a row: write a row_NAME function calling bench_row (see its comment),
+# and add NAME to ALL_ROWS at the bottom.
+set -euo pipefail
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+q() { printf '%q' "$1"; }
+
+here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+root=$(cd "$here/.." && pwd)
+cd "$root"
+
+RUNS=${RUNS:-3}
+BENCH_ONLY=${BENCH_ONLY:-}
+BENCH_OUT=${BENCH_OUT:-$root/bench/last-report.md}
+[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, got '$RUNS'"
+
+# ---------------------------------------------------------------- tools
+missing=()
+command -v ostree >/dev/null 2>&1 || missing+=(ostree)
+command -v hyperfine >/dev/null 2>&1 || missing+=(hyperfine)
+[ -x /usr/bin/time ] || missing+=(time)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if [ "${#missing[@]}" -gt 0 ]; then
+	log "installing ${missing[*]}"
+	if ! { apt-get update >&2 && apt-get install -y "${missing[@]}" >&2; }; then
+		die "could not install ${missing[*]} (need root and a Debian mirror)"
+	fi
+fi
+
+# ---------------------------------------------------------------- scratch dir
+if [ -n "${BENCH_WORK:-}" ]; then
+	WORK=$BENCH_WORK
+	mkdir -p "$WORK"
+	own_work=0
+else
+	WORK=$(mktemp -d /var/tmp/ocitree-bench.XXXXXX)
+	own_work=1
+fi
+WORK=$(cd "$WORK" && pwd)
+work_fs=$(findmnt -n -o FSTYPE -T "$WORK" 2>/dev/null || stat -f -c %T "$WORK")
+if [ "$work_fs" = tmpfs ]; then
+	die "BENCH_WORK=$WORK is on tmpfs; use a directory on the disk"
+fi
+cleanup() {
+	if [ "${BENCH_KEEP:-0}" = 1 ]; then
+		log "kept $WORK"
+	elif [ "$own_work" = 1 ]; then
+		rm -rf "$WORK"
+	else
+		rm -rf "$WORK/store" "$WORK/checkout"
+	fi
+}
+trap cleanup EXIT
+mkdir -p "$WORK/cmds" "$WORK/results" "$WORK/store" "$WORK/checkout"
+log "scratch dir $WORK"
+
+# ---------------------------------------------------------------- ocitree
+if [ -n "${OCITREE:-}" ]; then
+	OCITREE=$(readlink -f "$OCITREE")
+	[ -x "$OCITREE" ] || die "OCITREE=$OCITREE is not executable"
+	log "using OCITREE=$OCITREE (not built from this tree)"
+else
+	command -v go >/dev/null 2>&1 || die "go not found; install Go or set OCITREE=PATH"
+	log "building ./cmd/ocitree"
+	CGO_ENABLED=0 go build \
+		-tags "containers_image_openpgp containers_image_storage_stub containers_image_docker_daemon_stub" \
+		-o "$WORK/ocitree" ./cmd/ocitree >&2 || die "go build ./cmd/ocitree failed"
+	OCITREE=$WORK/ocitree
+fi
+
+# ---------------------------------------------------------------- input tree
+if [ -n "${BENCH_TREE:-}" ]; then
+	TREE=$(readlink -f "$BENCH_TREE")
+else
+	TREE=$(bash "$root/fixtures/debian/build.sh" | tail -n1)
+fi
+[ -d "$TREE/usr" ] || die "input tree $TREE does not look like a root filesystem"
+log "input tree $TREE; warming the page cache"
+tar -C "$TREE" -cf - . | cat >/dev/null
+
+S=$WORK/store
+C=$WORK/checkout
+R=$WORK/results
+qT=$(q "$TREE")
+qO=$(q "$OCITREE")
+qS=$(q "$S")
+qC=$(q "$C")
+
+# ---------------------------------------------------------------- harness
+selected() {
+	[ -z "$BENCH_ONLY" ] && return 0
+	case ",$BENCH_ONLY," in *",$1,"*) return 0 ;; esac
+	return 1
+}
+
+TABLE_ROWS=()   # markdown lines of the main table
+DETAIL_ROWS=()  # markdown lines of the per-side details
+NOTES=()        # side checks
+ANY_FAILED=0    # a timed command failed: exit 1 after writing the report
+
+# run_one NAME SIDE I: one timed run of one side, via hyperfine --runs 1.
+run_one() {
+	local name=$1 side=$2 i=$3
+	local base="$WORK/cmds/$name.$side"
+	log "$name: $side run $i/$RUNS"
+	hyperfine --runs 1 --shell bash --style basic \
+		--prepare "bash -e -o pipefail $(q "$base.prep.sh") && sync" \
+		--export-json "$R/$name.$side.$i.json" \
+		"/usr/bin/time -v -a -o $(q "$R/$name.$side.time") bash -e -o pipefail $(q "$base.sh")" >&2
+}
+
+# summarize NAME SIDE -> "median min max user sys rss_mib" (or "FAIL")
+summarize() {
+	python3 - "$R" "$1" "$2" <<'EOF'
+import glob, json, re, statistics, sys
+r, name, side = sys.argv[1:4]
+t, u, s = [], [], []
+for f in sorted(glob.glob(f"{r}/{name}.{side}.*.json")):
+    try:
+        res = json.load(open(f))["results"][0]
+    except (ValueError, KeyError, IndexError):
+        continue  # hyperfine stopped on a failed command
+    if any(c != 0 for c in (res.get("exit_codes") or [0])):
+        continue
+    t += res["times"]; u.append(res["user"]); s.append(res["system"])
+rss = 0
+try:
+    for line in open(f"{r}/{name}.{side}.time"):
+        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", line)
+        if m:
+            rss = max(rss, int(m.group(1)))
+except FileNotFoundError:
+    pass
+if not t:
+    print("FAIL")
+else:
+    print(f"{statistics.median(t):.3f} {min(t):.3f} {max(t):.3f} "
+          f"{statistics.mean(u):.2f} {statistics.mean(s):.2f} {rss/1024:.0f} {len(t)}")
+EOF
+}
+
+# bench_row NAME PEER_LABEL PEER_PREP PEER_CMD OURS_PREP OURS_CMD TARGET_RATIO [RSS_LIMIT_MIB]
+#   PREP: untimed shell code run before every run (fresh, empty destination);
+#   CMD: the timed shell code. Both run with `bash -e -o pipefail` from files
+#   kept in $WORK/cmds. TARGET_RATIO: pass if median(ours)/median(peer) is at
+#   most this; RSS_LIMIT_MIB (optional): pass only if ocitree's peak RSS is
+#   below it.
+bench_row() {
+	local name=$1 peer_label=$2 peer_prep=$3 peer_cmd=$4 ours_prep=$5 ours_cmd=$6
+	local target=$7 rss_limit=${8:-}
+	printf '%s\n' "$peer_prep" >"$WORK/cmds/$name.peer.prep.sh"
+	printf '%s\n' "$peer_cmd" >"$WORK/cmds/$name.peer.sh"
+	printf '%s\n' "$ours_prep" >"$WORK/cmds/$name.ours.prep.sh"
+	printf '%s\n' "$ours_cmd" >"$WORK/cmds/$name.ours.sh"
+	rm -f "$R/$name".*.json "$R/$name".*.time
+
+	local i side peer_failed=0 ours_failed=0
+	for ((i = 1; i <= RUNS; i++)); do
+		for side in peer ours; do
+			if [ "$side" = peer ] && [ "$peer_failed" = 1 ]; then continue; fi
+			if [ "$side" = ours ] && [ "$ours_failed" = 1 ]; then continue; fi
+			if ! run_one "$name" "$side" "$i"; then
+				log "$name: $side FAILED (commands in $WORK/cmds/$name.$side*.sh)"
+				if [ "$side" = peer ]; then peer_failed=1; else ours_failed=1; fi
+			fi
+		done
+	done
+
+	local p o pm pmin pmax pu ps prss pn om omin omax ou os orss on
+	p=$(summarize "$name" peer)
+	o=$(summarize "$name" ours)
+	local verdict ratio target_txt="≤ $target"
+	[ -z "$rss_limit" ] || target_txt="$target_txt, RSS < $rss_limit MiB"
+	if [ "$p" = FAIL ] || [ "$o" = FAIL ] || [ "$peer_failed" = 1 ] || [ "$ours_failed" = 1 ]; then
+		pm=FAIL prss=- om=FAIL orss=-
+		[ "$p" = FAIL ] || read -r pm pmin pmax pu ps prss pn <<<"$p"
+		[ "$o" = FAIL ] || read -r om omin omax ou os orss on <<<"$o"
+		[ "$peer_failed" = 0 ] || pm="FAIL"
+		[ "$ours_failed" = 0 ] || om="FAIL"
+		TABLE_ROWS+=("| $name | $peer_label | $pm | $om | – | $target_txt | **FAIL** | $prss | $orss |")
+		ANY_FAILED=1
+		return 0
+	fi
+	read -r pm pmin pmax pu ps prss pn <<<"$p"
+	read -r om omin omax ou os orss on <<<"$o"
+	read -r ratio verdict < <(python3 - "$pm" "$om" "$target" "$orss" "$rss_limit" <<'EOF'
+import sys
+pm, om, target, orss, lim = sys.argv[1:6]
+ratio = float(om) / float(pm)
+ok = ratio <= float(target) and (not lim or float(orss) < float(lim))
+print(f"{ratio:.2f}", "yes" if ok else "**NO**")
+EOF
+)
+	TABLE_ROWS+=("| $name | $peer_label | $pm | $om | $ratio | $target_txt | $verdict | $prss | $orss |")
+	DETAIL_ROWS+=("| $name | peer | $pm | $pmin–$pmax | $pu | $ps | $prss | $pn |")
+	DETAIL_ROWS+=("| $name | ocitree | $om | $omin–$omax | $ou | $os | $orss | $on |")
+}
+
+# Untimed: one commit per tool with a fixed timestamp, into $S/peer-src and
+# $S/ours-src (bare-user). Used for the checksum side check and as the source
+# repos of the checkout row. Sets PEER_CSUM / OURS_CSUM ("" on failure).
+SRC_DONE=0
+PEER_CSUM=
+OURS_CSUM=
+ensure_source_repos() {
+	[ "$SRC_DONE" = 0 ] || return 0
+	SRC_DONE=1
+	log "untimed: committing the tree with a fixed timestamp (2024-01-01T00:00:00Z) with both tools"
+	rm -rf "$S/peer-src" "$S/ours-src"
+	if ostree init --repo="$S/peer-src" --mode=bare-user >&2 &&
+		ostree commit --repo="$S/peer-src" --branch=os/v1 --subject=v1 \
+			--timestamp=@1704067200 --tree=dir="$TREE" >/dev/null; then
+		PEER_CSUM=$(ostree rev-parse --repo="$S/peer-src" os/v1)
+	else
+		log "ostree commit (untimed, --timestamp) FAILED"
+	fi
+	if "$OCITREE" repo init --repo "$S/ours-src" --mode bare-user >&2 &&
+		OURS_CSUM=$("$OCITREE" repo commit --repo "$S/ours-src" --branch os/v1 --subject v1 \
+			--timestamp 2024-01-01T00:00:00Z "$TREE" | tail -n1); then
+		:
+	else
+		OURS_CSUM=
+		log "ocitree repo commit (untimed, --timestamp) FAILED"
+	fi
+	local verdict
+	if [ -z "$PEER_CSUM" ] || [ -z "$OURS_CSUM" ]; then
+		verdict="**NOT COMPARED** (a commit failed)"
+	elif [ "$PEER_CSUM" = "$OURS_CSUM" ]; then
+		verdict="EQUAL"
+	else
+		verdict="**DIFFERENT**"
+	fi
+	NOTES+=("- commit checksum, same tree, \`--timestamp\` 2024-01-01T00:00:00Z, bare-user: ostree \`${PEER_CSUM:-–}\`, ocitree \`${OURS_CSUM:-–}\`: $verdict")
+	if [ -n "$OURS_CSUM" ]; then
+		local fsck_out
+		if fsck_out=$(ostree fsck --repo="$S/ours-src" 2>&1); then
+			NOTES+=("- \`ostree fsck\` of ocitree's bare-user repo: ok")
+		else
+			NOTES+=("- \`ostree fsck\` of ocitree's bare-user repo: **FAILED**: $(printf '%s' "$fsck_out" | tail -n 3 | tr '\n' ' ')")
+		fi
+	fi
+}
+
+# ---------------------------------------------------------------- rows
+
+row_commit() {
+	bench_row commit "ostree commit (bare-user)" \
+		"rm -rf $qS/peer-commit && ostree init --repo=$qS/peer-commit --mode=bare-user" \
+		"ostree commit --repo=$qS/peer-commit --branch=os/v1 --subject=v1 --tree=dir=$qT" \
+		"rm -rf $qS/ours-commit && $qO repo init --repo $qS/ours-commit --mode bare-user" \
+		"$qO repo commit --repo $qS/ours-commit --branch os/v1 --subject v1 $qT" \
+		0.5 150
+	rm -rf "$S/peer-commit" "$S/ours-commit"
+	ensure_source_repos
+}
+
+row_checkout() {
+	ensure_source_repos
+	bench_row checkout "ostree checkout -U -H" \
+		"rm -rf $qC/peer" \
+		"ostree checkout --repo=$qS/peer-src -U -H os/v1 $qC/peer" \
+		"rm -rf $qC/ours" \
+		"$qO repo checkout --repo $qS/ours-src --user-mode os/v1 $qC/ours" \
+		0.7
+	# Side checks on the last run's checkouts.
+	if [ -d "$C/peer" ] && [ -d "$C/ours" ]; then
+		local same
+		if diff -q <(cd "$C/peer" && find . -printf '%p %y %m %s %l\n' | LC_ALL=C sort) \
+			<(cd "$C/ours" && find . -printf '%p %y %m %s %l\n' | LC_ALL=C sort) >/dev/null; then
+			same="identical"
+		else
+			same="**DIFFERENT**"
+		fi
+		NOTES+=("- checkouts (path, type, mode, size, symlink target): $same")
+		local libc=usr/lib/x86_64-linux-gnu/libc.so.6
+		if [ -f "$C/ours/$libc" ]; then
+			NOTES+=("- link count of $libc in the checkout (>1: hardlinked to the repo): ostree $(stat -c %h "$C/peer/$libc" 2>/dev/null || echo –), ocitree $(stat -c %h "$C/ours/$libc")")
+		fi
+	fi
+	rm -rf "$C/peer" "$C/ours"
+}
+
+ALL_ROWS=(commit checkout)
+
+for row in "${ALL_ROWS[@]}"; do
+	selected "$row" && "row_$row"
+done
+if [ "${#TABLE_ROWS[@]}" -eq 0 ]; then
+	die "no row selected by BENCH_ONLY=$BENCH_ONLY (rows: ${ALL_ROWS[*]})"
+fi
+
+# ---------------------------------------------------------------- report
+rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "no commit")
+if [ -n "$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null)" ]; then rev="$rev (dirty)"; fi
+tree_info="$TREE"
+if [ -f "$TREE/../info" ]; then
+	tree_info="$tree_info ($(awk -F= '$1 == "bytes" { b = $2 } $1 == "entries" { e = $2 } $1 == "kernels" { k = $2 }
+		END { printf "%.1f MB, %s entries, kernel %s", b / 1e6, e, k }' "$TREE/../info"))"
+fi
+ostree_ver=$(ostree --version | sed -n "s/^ *Version: *'\{0,1\}\([^']*\)'\{0,1\}$/\1/p")
+report=$(
+	echo "# ocitree bench"
+	echo
+	echo "$(date -u '+%Y-%m-%d %H:%M UTC'); ocitree $rev ($OCITREE); $(nproc) CPUs; kernel $(uname -r);" \
+		"work dir on $work_fs ($WORK); runs per side: $RUNS, interleaved peer/ocitree;" \
+		"ostree $ostree_ver; $(hyperfine --version)."
+	echo "Input tree: $tree_info."
+	echo
+	echo "| row | peer | peer median s | ocitree median s | ratio (ocitree/peer) | target | ok? | peer peak RSS MiB | ocitree peak RSS MiB |"
+	echo "|---|---|---:|---:|---:|---|---|---:|---:|"
+	printf '%s\n' "${TABLE_ROWS[@]}"
+	if [ "${#NOTES[@]}" -gt 0 ]; then
+		echo
+		echo "Side checks:"
+		echo
+		printf '%s\n' "${NOTES[@]}"
+	fi
+	if [ "${#DETAIL_ROWS[@]}" -gt 0 ]; then
+		echo
+		echo "Details (wall median, min–max; user/sys: means incl. children):"
+		echo
+		echo "| row | side | median s | min–max s | user s | sys s | peak RSS MiB | runs |"
+		echo "|---|---|---:|---:|---:|---:|---:|---:|"
+		printf '%s\n' "${DETAIL_ROWS[@]}"
+	fi
+	echo
+	echo "Commands: bench/run.sh (row_* functions); ratios are only meaningful within one run."
+)
+mkdir -p "$(dirname "$BENCH_OUT")"
+printf '%s\n' "$report" >"$BENCH_OUT"
+printf '%s\n' "$report"
+if [ "$ANY_FAILED" = 1 ]; then
+	log "some commands FAILED (see the report); exit 1"
+	exit 1
+fi
