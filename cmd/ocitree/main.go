@@ -1,0 +1,55 @@
+// Command ocitree ships operating systems the way containers are shipped: an
+// OSTree-compatible store, OCI images of its commits, and hosts that deploy
+// them. This package is the command line only; the work is in the library
+// packages.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// usageError marks errors in how a command was called (exit status 2).
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "ocitree",
+		Short:         "Ship operating systems the way containers are shipped",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newRepoCmd())
+	return root
+}
+
+func main() {
+	err := newRootCmd().Execute()
+	if err == nil {
+		return
+	}
+	fmt.Fprintln(os.Stderr, "error:", err)
+	var ue usageError
+	if errors.As(err, &ue) || isCobraUsageError(err) {
+		os.Exit(2)
+	}
+	os.Exit(1)
+}
+
+// isCobraUsageError recognises cobra's own argument errors.
+func isCobraUsageError(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "requires exactly", "required flag"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}

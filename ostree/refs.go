@@ -1,0 +1,227 @@
+package ostree
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrRefNotFound is returned when a ref does not exist.
+var ErrRefNotFound = errors.New("ref not found")
+
+// ValidateRefName checks a ref name against libostree's rule:
+// (?:[\w\d][-._\w\d]*/)*[\w\d][-._\w\d]*, and not a 64-hex checksum.
+func ValidateRefName(name string) error {
+	if name == "" {
+		return fmt.Errorf("invalid ref name: empty")
+	}
+	if len(name) == 64 && isHex(name) {
+		return fmt.Errorf("invalid ref name %q: looks like a checksum", name)
+	}
+	for _, part := range strings.Split(name, "/") {
+		if part == "" || !isWordChar(part[0]) {
+			return fmt.Errorf("invalid ref name %q", name)
+		}
+		for i := 1; i < len(part); i++ {
+			if c := part[i]; !isWordChar(c) && c != '-' && c != '.' {
+				return fmt.Errorf("invalid ref name %q", name)
+			}
+		}
+	}
+	return nil
+}
+
+func isWordChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+}
+
+// refPath maps a ref spelling to its file below the repository:
+// "name" → refs/heads/name, "remote:name" → refs/remotes/remote/name,
+// "mirror:collection-id:name" → refs/mirrors/collection-id/name.
+func refPath(ref string) (string, error) {
+	if rest, ok := strings.CutPrefix(ref, "mirror:"); ok {
+		coll, name, ok := strings.Cut(rest, ":")
+		if !ok || coll == "" || strings.ContainsAny(coll, "/") {
+			return "", fmt.Errorf("invalid mirror ref %q: want mirror:COLLECTION-ID:NAME", ref)
+		}
+		if err := ValidateRefName(name); err != nil {
+			return "", err
+		}
+		return "refs/mirrors/" + coll + "/" + name, nil
+	}
+	if remote, name, ok := strings.Cut(ref, ":"); ok {
+		if err := ValidateRefName(remote); err != nil || strings.Contains(remote, "/") {
+			return "", fmt.Errorf("invalid remote name in %q", ref)
+		}
+		if err := ValidateRefName(name); err != nil {
+			return "", err
+		}
+		return "refs/remotes/" + remote + "/" + name, nil
+	}
+	if err := ValidateRefName(ref); err != nil {
+		return "", err
+	}
+	return "refs/heads/" + ref, nil
+}
+
+// writeRef writes or (c == nil) deletes a ref with temp-then-rename.
+func (r *Repo) writeRef(ref string, c *Checksum) error {
+	p, err := refPath(ref)
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		if err := unix.Unlinkat(r.dfd, p, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("deleting ref %s: %w", ref, err)
+		}
+		return nil
+	}
+	return writeFileAt(r.dfd, p, []byte(c.String()+"\n"), 0o644)
+}
+
+// SetRef points ref at c (nil deletes it) in a transaction of its own.
+func (r *Repo) SetRef(ref string, c *Checksum) error {
+	if c != nil {
+		if ok, err := r.HasObject(*c, ObjCommit); err != nil || !ok {
+			return fmt.Errorf("cannot set ref %s: commit %s not found", ref, c)
+		}
+	}
+	t, err := r.Begin()
+	if err != nil {
+		return err
+	}
+	defer t.Abort()
+	if err := t.SetRef(ref, c); err != nil {
+		return err
+	}
+	return t.Commit()
+}
+
+// ReadRef returns the commit a ref points at. Alias refs (relative symlinks
+// inside refs/heads) are followed, but never out of refs/.
+func (r *Repo) ReadRef(ref string) (Checksum, error) {
+	p, err := refPath(ref)
+	if err != nil {
+		return Checksum{}, err
+	}
+	for depth := 0; depth < 8; depth++ {
+		b, err := readFileAt(r.dfd, p, 4096)
+		if errors.Is(err, unix.ELOOP) {
+			target, lerr := readlinkAt(r.dfd, p)
+			if lerr != nil {
+				return Checksum{}, fmt.Errorf("reading ref %s: %w", ref, lerr)
+			}
+			next := path.Clean(path.Join(path.Dir(p), target))
+			if path.IsAbs(target) || !strings.HasPrefix(next, "refs/") {
+				return Checksum{}, fmt.Errorf("ref %s: alias points outside refs/", ref)
+			}
+			p = next
+			continue
+		}
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			return Checksum{}, fmt.Errorf("%w: %s", ErrRefNotFound, ref)
+		}
+		if err != nil {
+			return Checksum{}, fmt.Errorf("reading ref %s: %w", ref, err)
+		}
+		c, err := ParseChecksum(strings.TrimSpace(string(b)))
+		if err != nil {
+			return Checksum{}, fmt.Errorf("ref %s: %w", ref, err)
+		}
+		return c, nil
+	}
+	return Checksum{}, fmt.Errorf("ref %s: too many levels of aliases", ref)
+}
+
+// ResolveRev turns a full checksum, a ref ("name", "remote:name",
+// "mirror:coll:name", or "remote/name" as ostree also accepts) with an
+// optional "^" suffix per parent step into a commit checksum.
+func (r *Repo) ResolveRev(rev string) (Checksum, error) {
+	base := strings.TrimRight(rev, "^")
+	ups := len(rev) - len(base)
+	var c Checksum
+	var err error
+	if len(base) == 64 && isHex(base) {
+		c, _ = ParseChecksum(base)
+	} else {
+		c, err = r.ReadRef(base)
+		if errors.Is(err, ErrRefNotFound) && !strings.Contains(base, ":") {
+			if remote, name, ok := strings.Cut(base, "/"); ok {
+				if c2, err2 := r.ReadRef(remote + ":" + name); err2 == nil {
+					c, err = c2, nil
+				}
+			}
+		}
+		if err != nil {
+			return Checksum{}, err
+		}
+	}
+	for ; ups > 0; ups-- {
+		cm, err := r.ReadCommit(c)
+		if err != nil {
+			return Checksum{}, err
+		}
+		if cm.Parent.IsZero() {
+			return Checksum{}, fmt.Errorf("%s: commit %s has no parent", rev, c)
+		}
+		c = cm.Parent
+	}
+	return c, nil
+}
+
+// Ref is one ref and its target.
+type Ref struct {
+	Name     string // as ResolveRev accepts it
+	Checksum Checksum
+}
+
+// ListRefs lists refs/heads, refs/remotes and refs/mirrors, sorted by name.
+func (r *Repo) ListRefs() ([]Ref, error) {
+	var out []Ref
+	add := func(dir, prefix string) error {
+		root := filepath.Join(r.path, dir)
+		return filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, os.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			if d.IsDir() || strings.HasPrefix(d.Name(), ".tmp-") {
+				return nil
+			}
+			rel, _ := filepath.Rel(root, p)
+			name := prefix + filepath.ToSlash(rel)
+			c, err := r.ReadRef(name)
+			if err != nil {
+				return err
+			}
+			out = append(out, Ref{Name: name, Checksum: c})
+			return nil
+		})
+	}
+	if err := add("refs/heads", ""); err != nil {
+		return nil, err
+	}
+	for _, kind := range []struct{ dir, prefix string }{{"refs/remotes", ""}, {"refs/mirrors", "mirror:"}} {
+		ents, err := os.ReadDir(filepath.Join(r.path, kind.dir))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		for _, e := range ents {
+			if e.IsDir() {
+				if err := add(kind.dir+"/"+e.Name(), kind.prefix+e.Name()+":"); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
