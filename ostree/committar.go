@@ -210,4 +210,3 @@ func (t *Txn) fillDirMeta(m *MutableTree) error {
 	}
 	return walk(m)
 }
-
