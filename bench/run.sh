@@ -105,6 +105,7 @@ fi
 log "input tree $TREE; warming the page cache"
 tar -C "$TREE" -cf - . | cat >/dev/null
 
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 S=$WORK/store
 C=$WORK/checkout
 R=$WORK/results
@@ -332,6 +333,7 @@ report=$(
 		"work dir on $work_fs ($WORK); runs per side: $RUNS, interleaved peer/ocitree;" \
 		"ostree $ostree_ver; $(hyperfine --version)."
 	echo "Input tree: $tree_info."
+	echo "Load average (1/5/15 min) at start: $load_start; at end: $(cut -d' ' -f1-3 /proc/loadavg) (anything else running skews the ratios)."
 	echo
 	echo "| row | peer | peer median s | ocitree median s | ratio (ocitree/peer) | target | ok? | peer peak RSS MiB | ocitree peak RSS MiB |"
 	echo "|---|---|---:|---:|---:|---|---|---:|---:|"
