@@ -1,0 +1,42 @@
+# ocitree: the two commands are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+export CGO_ENABLED := 0
+export PATH := $(PATH):/usr/local/go/bin
+TAGS := containers_image_openpgp containers_image_storage_stub containers_image_docker_daemon_stub
+GO ?= go
+BIN := bin/ocitree
+
+.PHONY: all build demo test test-deps unit vet bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -tags "$(TAGS)" -trimpath -o $(BIN) ./cmd/ocitree
+
+# The main job end to end on the bundled fixture OS in a throwaway directory.
+demo: build
+	bash scripts/demo.sh $(BIN)
+
+# Installs what the tests need (apt-get, when missing), then runs every test.
+test: test-deps vet
+	$(GO) test -tags "$(TAGS)" -count=1 -timeout 20m ./...
+
+test-deps:
+	bash scripts/test-deps.sh
+
+vet:
+	$(GO) vet -tags "$(TAGS)" ./...
+
+# Unit tests only (no peers needed).
+unit:
+	$(GO) test -tags "$(TAGS)" ./ostree/... ./fixtures/...
+
+# Speed against the peers, measured in the same run (not part of `make test`).
+bench:
+	bash bench/run.sh
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzRoundTrip -fuzztime 60s ./ostree/gvariant/
+
+clean:
+	rm -rf bin
