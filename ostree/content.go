@@ -72,7 +72,8 @@ func (t *Txn) WriteContent(meta *FileMeta, payload io.Reader, size int64) (Check
 	return t.writeContentStream(meta, header, payload, size)
 }
 
-// writeContentBytes hashes in-memory content and writes it only if missing.
+// writeContentBytes hashes in-memory content and writes it only if missing,
+// straight at its staging path.
 func (t *Txn) writeContentBytes(meta *FileMeta, header, data []byte) (Checksum, error) {
 	h := sha256.New()
 	h.Write(streamPrefix(header))
@@ -82,26 +83,38 @@ func (t *Txn) writeContentBytes(meta *FileMeta, header, data []byte) (Checksum, 
 	if ok, err := t.Has(c, ObjFile); err != nil || ok {
 		return c, err
 	}
-	tmp, fd, err := t.newContentTemp(meta)
-	if err != nil {
-		return c, err
-	}
-	if fd >= 0 {
-		f := os.NewFile(uintptr(fd), tmp)
-		n, err := t.writePayload(f, meta, data, bytes.NewReader(data), int64(len(data)), nil)
-		if err == nil {
-			err = t.finishContent(f, meta)
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
+	name := ObjectName{c, ObjFile}
+	if meta.IsSymlink() && t.r.mode == ModeBare {
+		rel, err := t.stagedPath(name)
 		if err != nil {
-			unix.Unlinkat(t.stageFd, tmp, 0)
 			return c, err
 		}
-		return c, t.stage(tmp, ObjectName{c, ObjFile}, n)
+		if err := t.bareSymlink(rel, meta); err != nil {
+			if errors.Is(err, unix.EEXIST) {
+				return c, nil
+			}
+			return c, err
+		}
+		t.markStaged(name, 0)
+		return c, nil
 	}
-	return c, t.stage(tmp, ObjectName{c, ObjFile}, 0)
+	fd, exists, err := t.createStaged(name, t.createPerm(meta))
+	if err != nil || exists {
+		return c, err
+	}
+	f := os.NewFile(uintptr(fd), name.String())
+	n, err := t.writePayload(f, meta, data, nil, int64(len(data)), nil)
+	if err == nil {
+		err = t.finishContent(f, meta)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return c, fmt.Errorf("writing %s: %w", name, err)
+	}
+	t.markStaged(name, n)
+	return c, nil
 }
 
 // writeContentStream writes a large regular file to a temp object while
@@ -138,28 +151,52 @@ func (t *Txn) writeContentStream(meta *FileMeta, header []byte, payload io.Reade
 	return c, t.stage(tmp, ObjectName{c, ObjFile}, n)
 }
 
-// newContentTemp creates the temp object for meta. For a bare-mode symlink it
-// creates the symlink itself and returns fd -1.
+// newContentTemp creates the temp object for a streamed (large, regular)
+// file.
 func (t *Txn) newContentTemp(meta *FileMeta) (string, int, error) {
-	if meta.IsSymlink() && t.r.mode == ModeBare {
-		name := "tmp-" + randomSuffix()
-		if err := unix.Symlinkat(meta.Target, t.stageFd, name); err != nil {
-			return "", -1, fmt.Errorf("creating symlink object: %w", err)
+	return t.createTemp(t.createPerm(meta))
+}
+
+// bareSymlink creates a bare-mode symlink object at rel below the staging
+// directory, owned and labelled as meta says.
+func (t *Txn) bareSymlink(rel string, meta *FileMeta) error {
+	if err := unix.Symlinkat(meta.Target, t.stageFd, rel); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return err
 		}
-		if err := unix.Fchownat(t.stageFd, name, int(meta.UID), int(meta.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			unix.Unlinkat(t.stageFd, name, 0)
-			return "", -1, fmt.Errorf("chown symlink object: %w", err)
-		}
-		p := "/proc/self/fd/" + strconv.Itoa(t.stageFd) + "/" + name
-		for _, x := range meta.Xattrs {
-			if err := unix.Lsetxattr(p, x.Name, x.Value, 0); err != nil {
-				unix.Unlinkat(t.stageFd, name, 0)
-				return "", -1, fmt.Errorf("setting xattr %s on symlink object: %w", x.Name, err)
-			}
-		}
-		return name, -1, nil
+		return fmt.Errorf("creating symlink object: %w", err)
 	}
-	return t.createTemp(0o644)
+	if err := unix.Fchownat(t.stageFd, rel, int(meta.UID), int(meta.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("chown symlink object: %w", err)
+	}
+	p := "/proc/self/fd/" + strconv.Itoa(t.stageFd) + "/" + rel
+	for _, x := range meta.Xattrs {
+		if err := unix.Lsetxattr(p, x.Name, x.Value, 0); err != nil {
+			return fmt.Errorf("setting xattr %s on symlink object: %w", x.Name, err)
+		}
+	}
+	return nil
+}
+
+// createPerm is the mode an object file is created with: its final
+// permission where the mode stores one, so most files need no chmod.
+func (t *Txn) createPerm(meta *FileMeta) uint32 {
+	if meta.IsSymlink() {
+		return 0o644
+	}
+	switch t.r.mode {
+	case ModeBare:
+		return meta.Mode & 0o777
+	case ModeBareUser:
+		return meta.Mode&0o775 | 0o400
+	}
+	return 0o644
+}
+
+// needsChmod reports whether creating with perm left other bits on disk
+// (the umask cleared some, or setuid/setgid/sticky, which chown clears).
+func (t *Txn) needsChmod(perm uint32) bool {
+	return perm&0o7000 != 0 || perm&t.r.umask != 0
 }
 
 // writePayload writes the object body for the repo's mode: the payload for
@@ -253,8 +290,10 @@ func (t *Txn) finishContent(f *os.File, meta *FileMeta) error {
 			return fmt.Errorf("chown object to %d:%d: %w", meta.UID, meta.GID, err)
 		}
 		// chmod after chown: chown clears setuid and setgid.
-		if err := unix.Fchmod(fd, meta.Mode&modePermMask); err != nil {
-			return fmt.Errorf("chmod object: %w", err)
+		if perm := meta.Mode & modePermMask; t.needsChmod(perm) {
+			if err := unix.Fchmod(fd, perm); err != nil {
+				return fmt.Errorf("chmod object: %w", err)
+			}
 		}
 		for _, x := range meta.Xattrs {
 			if err := unix.Fsetxattr(fd, x.Name, x.Value, 0); err != nil {
@@ -270,8 +309,8 @@ func (t *Txn) finishContent(f *os.File, meta *FileMeta) error {
 		if err := unix.Fsetxattr(fd, "user.ostreemeta", um, 0); err != nil {
 			return fmt.Errorf("setting user.ostreemeta: %w", err)
 		}
-		if !meta.IsSymlink() {
-			if err := unix.Fchmod(fd, meta.Mode&0o775|0o400); err != nil {
+		if perm := t.createPerm(meta); !meta.IsSymlink() && t.needsChmod(perm) {
+			if err := unix.Fchmod(fd, perm); err != nil {
 				return fmt.Errorf("chmod object: %w", err)
 			}
 		}

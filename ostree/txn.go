@@ -116,20 +116,21 @@ func (t *Txn) WriteMetadata(typ ObjectType, data []byte) (Checksum, error) {
 	if ok, err := t.Has(c, typ); err != nil || ok {
 		return c, err
 	}
-	tmp, fd, err := t.createTemp(0o644)
-	if err != nil {
+	name := ObjectName{c, typ}
+	fd, exists, err := t.createStaged(name, 0o644)
+	if err != nil || exists {
 		return c, err
 	}
-	f := os.NewFile(uintptr(fd), tmp)
+	f := os.NewFile(uintptr(fd), name.String())
 	_, err = f.Write(data)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		unix.Unlinkat(t.stageFd, tmp, 0)
-		return c, fmt.Errorf("writing %s: %w", ObjectName{c, typ}, err)
+		return c, fmt.Errorf("writing %s: %w", name, err)
 	}
-	return c, t.stage(tmp, ObjectName{c, typ}, int64(len(data)))
+	t.markStaged(name, int64(len(data)))
+	return c, nil
 }
 
 // createTemp makes a temp file in the staging directory.
@@ -142,29 +143,64 @@ func (t *Txn) createTemp(perm uint32) (string, int, error) {
 	return name, fd, nil
 }
 
-// stage renames a finished temp file to its object name in the staging dir.
-func (t *Txn) stage(tmp string, name ObjectName, size int64) error {
+// stagedPath ensures the staging XX/ directory of name and returns the
+// object's path below the staging directory.
+func (t *Txn) stagedPath(name ObjectName) (string, error) {
 	prefix := name.Checksum[0]
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, dup := t.staged[name]; dup {
-		unix.Unlinkat(t.stageFd, tmp, 0)
-		return nil
-	}
 	if !t.stageDirs[prefix] {
 		if err := unix.Mkdirat(t.stageFd, fmt.Sprintf("%02x", prefix), 0o777); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("staging %s: %w", name, err)
+			return "", fmt.Errorf("staging %s: %w", name, err)
 		}
 		t.stageDirs[prefix] = true
 	}
-	if err := unix.Renameat(t.stageFd, tmp, t.stageFd, objectRelPath(name.Checksum, name.Type, t.r.mode)); err != nil {
-		unix.Unlinkat(t.stageFd, tmp, 0)
-		return fmt.Errorf("staging %s: %w", name, err)
+	return objectRelPath(name.Checksum, name.Type, t.r.mode), nil
+}
+
+// markStaged records a finished object in the staging directory.
+func (t *Txn) markStaged(name ObjectName, size int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, dup := t.staged[name]; dup {
+		return
 	}
 	t.staged[name] = struct{}{}
 	t.order = append(t.order, name)
 	t.bytesAdded += size
+}
+
+// stage renames a finished temp file to its object name in the staging dir.
+func (t *Txn) stage(tmp string, name ObjectName, size int64) error {
+	rel, err := t.stagedPath(name)
+	if err == nil {
+		err = unix.Renameat(t.stageFd, tmp, t.stageFd, rel)
+	}
+	if err != nil {
+		unix.Unlinkat(t.stageFd, tmp, 0)
+		return fmt.Errorf("staging %s: %w", name, err)
+	}
+	t.markStaged(name, size)
 	return nil
+}
+
+// createStaged creates the object file at its final staging path: the
+// staging directory is private and discarded whole when a transaction does
+// not commit, so no temp name is needed. exists is true when another writer
+// of this transaction is already writing the same object.
+func (t *Txn) createStaged(name ObjectName, perm uint32) (fd int, exists bool, err error) {
+	rel, err := t.stagedPath(name)
+	if err != nil {
+		return -1, false, err
+	}
+	fd, err = unix.Openat(t.stageFd, rel, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, perm)
+	if errors.Is(err, unix.EEXIST) {
+		return -1, true, nil
+	}
+	if err != nil {
+		return -1, false, fmt.Errorf("creating staged object %s: %w", name, err)
+	}
+	return fd, false, nil
 }
 
 // SetRef records a ref update, applied by Commit after all objects are in
