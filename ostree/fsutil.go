@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path"
+	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -111,7 +113,8 @@ func splitPath(p string) []string {
 
 // lock takes libostree's repository lock: an OFD lock on .lock, shared for
 // transactions and reads, exclusive for deletions. OFD locks are what
-// libostree uses; flock() locks would not exclude them. The returned func
+// libostree uses; flock() locks would not exclude them. Like libostree it
+// gives up after core.lock-timeout-secs (300 by default). The returned func
 // releases it.
 func (r *Repo) lock(exclusive bool) (func(), error) {
 	fd, err := unix.Openat(r.dfd, ".lock", unix.O_CREAT|unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o660)
@@ -119,18 +122,34 @@ func (r *Repo) lock(exclusive bool) (func(), error) {
 		return nil, fmt.Errorf("opening %s/.lock: %w", r.path, err)
 	}
 	lk := unix.Flock_t{Type: unix.F_RDLCK, Whence: 0}
+	kind := "shared"
 	if exclusive {
-		lk.Type = unix.F_WRLCK
+		lk.Type, kind = unix.F_WRLCK, "exclusive"
 	}
+	deadline := time.Now().Add(r.lockTimeout())
 	for {
-		err = unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLKW, &lk)
-		if !errors.Is(err, unix.EINTR) {
+		err = unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk)
+		if err == nil {
+			return func() { unix.Close(fd) }, nil
+		}
+		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EINTR) {
 			break
 		}
+		if time.Now().After(deadline) {
+			err = fmt.Errorf("timed out after %s; another process holds it", r.lockTimeout())
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	if err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("locking %s/.lock: %w", r.path, err)
+	unix.Close(fd)
+	return nil, fmt.Errorf("taking the %s lock on %s/.lock: %w", kind, r.path, err)
+}
+
+func (r *Repo) lockTimeout() time.Duration {
+	if v, ok := r.config.Get("core", "lock-timeout-secs"); ok {
+		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+			return time.Duration(n) * time.Second
+		}
 	}
-	return func() { unix.Close(fd) }, nil
+	return 300 * time.Second
 }
