@@ -1,6 +1,7 @@
 package ostree
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -184,12 +185,16 @@ func (co *checkouter) link(dfd int, name string, c Checksum) error {
 	rel := objectRelPath(c, ObjFile, co.r.mode)
 	if co.r.mode == ModeBareUser {
 		// Symlinks are stored as regular files here: those must be created.
-		cont, err := co.r.OpenContent(c)
-		if err != nil {
-			return err
+		// One getxattr tells, without opening the object.
+		var buf [512]byte
+		n, err := unix.Lgetxattr(filepath.Join(co.r.path, "objects", rel), "user.ostreemeta", buf[:])
+		if errors.Is(err, unix.ENOENT) {
+			return &MissingObjectError{Name: ObjectName{c, ObjFile}}
 		}
-		cont.Payload.Close()
-		if cont.Meta.IsSymlink() {
+		if err != nil && !errors.Is(err, unix.ERANGE) {
+			return fmt.Errorf("reading user.ostreemeta of %s: %w", rel, err)
+		}
+		if err != nil || n < 12 || binary.BigEndian.Uint32(buf[8:12])&modeTypeMask != modeReg {
 			return errNoLink
 		}
 	}
