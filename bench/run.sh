@@ -293,13 +293,22 @@ row_checkout() {
 	# Side checks on the last run's checkouts.
 	if [ -d "$C/peer" ] && [ -d "$C/ours" ]; then
 		local same
-		if diff -q <(cd "$C/peer" && find . -printf '%p %y %m %s %l\n' | LC_ALL=C sort) \
-			<(cd "$C/ours" && find . -printf '%p %y %m %s %l\n' | LC_ALL=C sort) >/dev/null; then
-			same="identical"
-		else
-			same="**DIFFERENT**"
-		fi
-		NOTES+=("- checkouts (path, type, mode, size, symlink target): $same")
+		(cd "$C/peer" && find . -printf '%p\t%y %m %s %l\n' | LC_ALL=C sort) >"$R/checkout.peer.list"
+		(cd "$C/ours" && find . -printf '%p\t%y %m %s %l\n' | LC_ALL=C sort) >"$R/checkout.ours.list"
+		same=$(python3 - "$R/checkout.peer.list" "$R/checkout.ours.list" <<'EOF'
+import sys
+def load(f):
+    return dict(l.rstrip("\n").split("\t", 1) for l in open(f))
+a, b = load(sys.argv[1]), load(sys.argv[2])
+diff = sorted(p for p in set(a) | set(b) if a.get(p) != b.get(p))
+if not diff:
+    print("identical")
+else:
+    ex = "; ".join(f"`{p}` ostree `{a.get(p, 'missing')}`, ocitree `{b.get(p, 'missing')}`" for p in diff[:3])
+    print(f"**DIFFERENT** in {len(diff)} entries, e.g. {ex}")
+EOF
+)
+		NOTES+=("- checkouts (type, octal mode, size, symlink target per path): $same")
 		local libc=usr/lib/x86_64-linux-gnu/libc.so.6
 		if [ -f "$C/ours/$libc" ]; then
 			NOTES+=("- link count of $libc in the checkout (>1: hardlinked to the repo): ostree $(stat -c %h "$C/peer/$libc" 2>/dev/null || echo –), ocitree $(stat -c %h "$C/ours/$libc")")
