@@ -151,7 +151,8 @@ func wrapName(name string, err error) error { return fmt.Errorf("%s: %w", name, 
 
 func (co *checkouter) applyDirMeta(fd int, dm *DirMeta) error {
 	if co.opts.UserMode {
-		return unix.Fchmod(fd, dm.Mode&0o1777)
+		// ostree -U keeps setgid on directories (var/local is 2775 on Debian).
+		return unix.Fchmod(fd, dm.Mode&modePermMask)
 	}
 	if err := unix.Fchown(fd, int(dm.UID), int(dm.GID)); err != nil {
 		return fmt.Errorf("chown: %w", err)
