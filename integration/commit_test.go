@@ -7,68 +7,73 @@ import (
 	"testing"
 )
 
-// TestCommitParity commits the same tree with ostree and ocitree in every
-// repository mode and checks: same commit checksum; `ostree fsck` accepts
+// TestCommitParity commits the same tree (EdgeTree, MiniOS, and a tree with
+// trusted.*, security.capability and POSIX ACL xattrs) with ostree and
+// ocitree in every repository mode and checks: same commit checksum; `ostree fsck` accepts
 // ocitree's repository; `ostree ls -R -C -X` and `ostree refs` agree;
 // `ocitree repo fsck` accepts both repositories; `ostree checkout` of
 // ocitree's commit and `ocitree repo checkout` of ostree's commit (and of its
 // own) reproduce the source tree exactly.
 func TestCommitParity(t *testing.T) {
-	for _, treeName := range []string{"edge", "minios"} {
+	for _, treeName := range []string{"edge", "minios", "privileged-xattrs", "wide"} {
 		for _, mode := range modes {
 			t.Run(treeName+"/"+mode, func(t *testing.T) {
 				setup(t)
 				t.Parallel()
-				src := tree(t, treeName)
-				opts := commitOpts{subject: "parity " + treeName}
-				theirRepo, want := golden(t, mode, treeName, opts)
-
-				dir := workDir(t)
-				ours := filepath.Join(dir, "repo")
-				ocitreeInit(t, ours, mode)
-				got := ocitreeCommit(t, ours, "test/main", src, opts)
-				if got != want {
-					t.Errorf("commit checksum: ocitree %s, ostree %s\n%s", got, want, explainMismatch(t, ours, got, theirRepo, want))
-				}
-
-				t.Run("ostree-fsck", func(t *testing.T) { ostreeFsck(t, ours) })
-				t.Run("ostree-ls", func(t *testing.T) {
-					if d := lineDiff(ostreeLs(t, theirRepo, "test/main"), ostreeLs(t, ours, "test/main")); d != "" {
-						t.Errorf("`ostree ls -R -C -X test/main` differs (- ostree's repo, + ocitree's):\n%s", d)
-					}
-				})
-				t.Run("ostree-refs", func(t *testing.T) {
-					a := must(t, ostree(t, "refs", "--repo="+theirRepo))
-					b := must(t, ostree(t, "refs", "--repo="+ours))
-					if a != b {
-						t.Errorf("ostree refs: ostree's repo %q, ocitree's %q", a, b)
-					}
-					if ref, err := os.ReadFile(refFile(ours, "test/main")); err != nil || string(ref) != got+"\n" {
-						t.Errorf("ref file refs/heads/test/main = %q (%v), want %q", ref, err, got+"\n")
-					}
-				})
-				t.Run("ocitree-fsck", func(t *testing.T) {
-					must(t, ocitree(t, "repo", "fsck", "--repo", ours))
-					must(t, ocitree(t, "repo", "fsck", "--repo", theirRepo))
-				})
-				t.Run("ostree-checkout-of-ocitree-commit", func(t *testing.T) {
-					co := filepath.Join(dir, "co-ostree")
-					must(t, ostree(t, "checkout", "--repo="+ours, got, co))
-					assertSameTree(t, "ostree checkout of ocitree's commit", src, co, cmpOpts{})
-				})
-				t.Run("ocitree-checkout-of-ostree-commit", func(t *testing.T) {
-					co := filepath.Join(dir, "co-from-ostree-repo")
-					must(t, ocitree(t, "repo", "checkout", "--repo", theirRepo, want, co))
-					assertSameTree(t, "ocitree checkout of ostree's commit", src, co, cmpOpts{})
-				})
-				t.Run("ocitree-checkout-of-own-commit", func(t *testing.T) {
-					co := filepath.Join(dir, "co-ocitree")
-					must(t, ocitree(t, "repo", "checkout", "--repo", ours, "test/main", co))
-					assertSameTree(t, "ocitree checkout of its own commit", src, co, cmpOpts{})
-				})
+				parityCheck(t, treeName, mode)
 			})
 		}
 	}
+}
+
+func parityCheck(t *testing.T, treeName, mode string) {
+	src := tree(t, treeName)
+	opts := commitOpts{subject: "parity " + treeName}
+	theirRepo, want := golden(t, mode, treeName, opts)
+
+	dir := workDir(t)
+	ours := filepath.Join(dir, "repo")
+	ocitreeInit(t, ours, mode)
+	got := ocitreeCommit(t, ours, "test/main", src, opts)
+	if got != want {
+		t.Errorf("commit checksum: ocitree %s, ostree %s\n%s", got, want, explainMismatch(t, ours, got, theirRepo, want))
+	}
+
+	t.Run("ostree-fsck", func(t *testing.T) { ostreeFsck(t, ours) })
+	t.Run("ostree-ls", func(t *testing.T) {
+		if d := lineDiff(ostreeLs(t, theirRepo, "test/main"), ostreeLs(t, ours, "test/main")); d != "" {
+			t.Errorf("`ostree ls -R -C -X test/main` differs (- ostree's repo, + ocitree's):\n%s", d)
+		}
+	})
+	t.Run("ostree-refs", func(t *testing.T) {
+		a := must(t, ostree(t, "refs", "--repo="+theirRepo))
+		b := must(t, ostree(t, "refs", "--repo="+ours))
+		if a != b {
+			t.Errorf("ostree refs: ostree's repo %q, ocitree's %q", a, b)
+		}
+		if ref, err := os.ReadFile(refFile(ours, "test/main")); err != nil || string(ref) != got+"\n" {
+			t.Errorf("ref file refs/heads/test/main = %q (%v), want %q", ref, err, got+"\n")
+		}
+	})
+	t.Run("ocitree-fsck", func(t *testing.T) {
+		must(t, ocitree(t, "repo", "fsck", "--repo", ours))
+		must(t, ocitree(t, "repo", "fsck", "--repo", theirRepo))
+	})
+	t.Run("ostree-checkout-of-ocitree-commit", func(t *testing.T) {
+		co := filepath.Join(dir, "co-ostree")
+		must(t, ostree(t, "checkout", "--repo="+ours, got, co))
+		assertSameTree(t, "ostree checkout of ocitree's commit", src, co, cmpOpts{})
+	})
+	t.Run("ocitree-checkout-of-ostree-commit", func(t *testing.T) {
+		co := filepath.Join(dir, "co-from-ostree-repo")
+		must(t, ocitree(t, "repo", "checkout", "--repo", theirRepo, want, co))
+		assertSameTree(t, "ocitree checkout of ostree's commit", src, co, cmpOpts{})
+	})
+	t.Run("ocitree-checkout-of-own-commit", func(t *testing.T) {
+		co := filepath.Join(dir, "co-ocitree")
+		must(t, ocitree(t, "repo", "checkout", "--repo", ours, "test/main", co))
+		assertSameTree(t, "ocitree checkout of its own commit", src, co, cmpOpts{})
+	})
 }
 
 // TestCommitCrossInit commits with each tool into a repository initialized
@@ -125,6 +130,8 @@ func TestTarCommit(t *testing.T) {
 		{"edge/stdin", "edge", "bare-user", true, false},
 		{"edge/gnu-tar", "edge", "bare", false, true},
 		{"minios/archive", "minios", "archive", false, false},
+		{"privileged-xattrs/bare", "privileged-xattrs", "bare", false, false},
+		{"privileged-xattrs/bare-user", "privileged-xattrs", "bare-user", false, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -178,6 +185,7 @@ func TestCommitMetadata(t *testing.T) {
 		{"bootable-metadata", "kernel", commitOpts{subject: "bootable", bootable: true, metadata: []string{"version=42"}}},
 		{"bootable-minios", "minios", commitOpts{subject: "MiniOS", bootable: true, metadata: []string{"version=1"}}},
 		{"other-timestamp", "kernel", commitOpts{subject: "ts", timestamp: defaultTimestamp.AddDate(3, 2, 1).Add(12345e9)}},
+		{"source-date-epoch", "kernel", commitOpts{subject: "sde", timestamp: defaultTimestamp.Add(-86400e9), sourceDateEpoch: true}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -249,7 +257,16 @@ func TestCommitParent(t *testing.T) {
 		}
 		prev = want
 	}
-	for _, branch := range []string{"os/main", "os/other"} {
+	// --parent takes a REV: a ref name resolves to its commit (ostree's
+	// --parent only takes a checksum, so it gets the resolved value).
+	po := o2
+	po.subject, po.parent = "parent by ref", "os/main"
+	got := ocitreeCommit(t, ours, "os/third", v1, po)
+	po.parent = strings.TrimSpace(must(t, ostree(t, "rev-parse", "--repo="+theirs, "os/main")))
+	if want := ostreeCommit(t, theirs, "os/third", v1, po); got != want {
+		t.Errorf("--parent os/main: ocitree %s, ostree with --parent=%s: %s", got, po.parent, want)
+	}
+	for _, branch := range []string{"os/main", "os/other", "os/third"} {
 		a := must(t, ostree(t, "log", "--repo="+theirs, branch))
 		b := ostree(t, "log", "--repo="+ours, branch)
 		if b.code != 0 || a != b.stdout {

@@ -26,6 +26,16 @@ type commitOpts struct {
 	metadata  []string  // KEY=VALUE, in order
 	bootable  bool
 	parent    string
+	// sourceDateEpoch: pass no --timestamp; set SOURCE_DATE_EPOCH to the
+	// timestamp instead.
+	sourceDateEpoch bool
+}
+
+func (o commitOpts) env() []string {
+	if o.sourceDateEpoch {
+		return []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", o.ts().Unix())}
+	}
+	return nil
 }
 
 func (o commitOpts) ts() time.Time {
@@ -36,8 +46,10 @@ func (o commitOpts) ts() time.Time {
 }
 
 func (o commitOpts) ostreeArgs(repo, branch string) []string {
-	args := []string{"commit", "--repo=" + repo, "--branch=" + branch,
-		"--subject=" + o.subject, "--timestamp=" + o.ts().UTC().Format("2006-01-02 15:04:05 -0700")}
+	args := []string{"commit", "--repo=" + repo, "--branch=" + branch, "--subject=" + o.subject}
+	if !o.sourceDateEpoch {
+		args = append(args, "--timestamp="+o.ts().UTC().Format("2006-01-02 15:04:05 -0700"))
+	}
 	if o.body != "" {
 		args = append(args, "--body="+o.body)
 	}
@@ -54,8 +66,10 @@ func (o commitOpts) ostreeArgs(repo, branch string) []string {
 }
 
 func (o commitOpts) ocitreeArgs(repo, branch string) []string {
-	args := []string{"repo", "commit", "--repo", repo, "--branch", branch,
-		"--subject", o.subject, "--timestamp", o.ts().UTC().Format(time.RFC3339)}
+	args := []string{"repo", "commit", "--repo", repo, "--branch", branch, "--subject", o.subject}
+	if !o.sourceDateEpoch {
+		args = append(args, "--timestamp", o.ts().UTC().Format(time.RFC3339))
+	}
 	if o.body != "" {
 		args = append(args, "--body", o.body)
 	}
@@ -84,7 +98,7 @@ func ocitreeInit(t *testing.T, repo, mode string) {
 // ostreeCommit commits src with the real ostree and returns the checksum.
 func ostreeCommit(t *testing.T, repo, branch, src string, o commitOpts) string {
 	t.Helper()
-	out := strings.TrimSpace(must(t, ostree(t, append(o.ostreeArgs(repo, branch), src)...)))
+	out := strings.TrimSpace(must(t, runCmdEnv(t, o.env(), nil, "ostree", append(o.ostreeArgs(repo, branch), src)...)))
 	if !hex64.MatchString(out) {
 		t.Fatalf("ostree commit printed %q", out)
 	}
@@ -95,13 +109,13 @@ func ostreeCommit(t *testing.T, repo, branch, src string, o commitOpts) string {
 // checksum; stdout must be exactly the checksum and a newline.
 func ocitreeCommit(t *testing.T, repo, branch, src string, o commitOpts) string {
 	t.Helper()
-	return checkCommitOutput(t, ocitree(t, append(o.ocitreeArgs(repo, branch), src)...))
+	return checkCommitOutput(t, runCmdEnv(t, o.env(), nil, ocitreeBin, append(o.ocitreeArgs(repo, branch), src)...))
 }
 
 // ocitreeCommitTar commits a tar file (or "-" with stdin) with ocitree.
 func ocitreeCommitTar(t *testing.T, repo, branch, tarFile string, stdin []byte, o commitOpts) string {
 	t.Helper()
-	return checkCommitOutput(t, runCmd(t, stdin, ocitreeBin, append(o.ocitreeArgs(repo, branch), "--tar", tarFile)...))
+	return checkCommitOutput(t, runCmdEnv(t, o.env(), stdin, ocitreeBin, append(o.ocitreeArgs(repo, branch), "--tar", tarFile)...))
 }
 
 func checkCommitOutput(t *testing.T, r result) string {
@@ -129,7 +143,7 @@ func golden(t *testing.T, mode, treeName string, o commitOpts) (repo, csum strin
 		if r.code != 0 {
 			return "", fmt.Errorf("%s", r)
 		}
-		r = ostree(t, append(o.ostreeArgs(dir, "test/main"), src)...)
+		r = runCmdEnv(t, o.env(), nil, "ostree", append(o.ostreeArgs(dir, "test/main"), src)...)
 		if r.code != 0 {
 			return "", fmt.Errorf("%s", r)
 		}

@@ -15,6 +15,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"github.com/ocitree/ocitree/fixtures"
+	"golang.org/x/sys/unix"
 )
 
 // buildTags are the tags the CLI is built with (containers/image without
@@ -200,10 +202,16 @@ func quoteArgs(name string, args []string) string {
 // runCmd runs name with args, stdin from stdin (may be nil).
 func runCmd(t *testing.T, stdin []byte, name string, args ...string) result {
 	t.Helper()
+	return runCmdEnv(t, nil, stdin, name, args...)
+}
+
+// runCmdEnv is runCmd with extra environment variables (KEY=VALUE).
+func runCmdEnv(t *testing.T, env []string, stdin []byte, name string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = peerEnv()
+	cmd.Env = append(peerEnv(), env...)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
@@ -261,6 +269,14 @@ var (
 // treated as read-only by every test.
 func cached(t *testing.T, key string, make func() (string, error)) string {
 	t.Helper()
+	v, err := cachedErr(key, make)
+	if err != nil {
+		t.Fatalf("%s: %v", key, err)
+	}
+	return v
+}
+
+func cachedErr(key string, make func() (string, error)) (string, error) {
 	sharedMu.Lock()
 	s, ok := shared[key]
 	if !ok {
@@ -269,11 +285,14 @@ func cached(t *testing.T, key string, make func() (string, error)) string {
 	}
 	sharedMu.Unlock()
 	s.once.Do(func() { s.val, s.err = make() })
-	if s.err != nil {
-		t.Fatalf("%s: %v", key, s.err)
-	}
-	return s.val
+	return s.val, s.err
 }
+
+// envError marks a failure of the environment (missing privilege or
+// filesystem feature) rather than of ocitree: skipped, or fatal when CI=true.
+type envError struct{ err error }
+
+func (e envError) Error() string { return e.err.Error() }
 
 // tree returns the path of a read-only source tree built by gen, shared by
 // all tests. Known names: "edge" (fixtures.EdgeTree), "minios"
@@ -284,19 +303,55 @@ func tree(t *testing.T, name string) string {
 	if !ok {
 		t.Fatalf("unknown tree %q", name)
 	}
-	return cached(t, "tree:"+name, func() (string, error) {
+	dir, err := cachedErr("tree:"+name, func() (string, error) {
 		dir := filepath.Join(cacheDir, "trees", name)
 		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 			return "", err
 		}
 		return dir, gen(dir)
 	})
+	var envErr envError
+	if errors.As(err, &envErr) && os.Getenv("CI") != "true" {
+		t.Skipf("tree %s: %v", name, err)
+	}
+	if err != nil {
+		t.Fatalf("tree %s: %v", name, err)
+	}
+	return dir
 }
 
 var treeGenerators = map[string]func(string) error{
-	"edge":   fixtures.EdgeTree,
-	"minios": fixtures.MiniOS,
-	"kernel": kernelTree,
+	"edge":              fixtures.EdgeTree,
+	"minios":            fixtures.MiniOS,
+	"kernel":            kernelTree,
+	"privileged-xattrs": privilegedXattrTree,
+	"wide":              wideTree,
+}
+
+// wideTree has directories whose dirtree objects exceed 64 KiB, so that
+// GVariant framing offsets are 4 bytes wide: 2500 files in one directory
+// and 1200 sub-directories in another (all sharing a few content objects).
+func wideTree(dir string) error {
+	for _, d := range []string{"files", "dirs"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	for i := 0; i < 2500; i++ {
+		p := filepath.Join(dir, "files", fmt.Sprintf("a-rather-long-file-name-to-grow-the-dirtree-%05d", i))
+		if err := os.WriteFile(p, []byte(fmt.Sprintf("%d\n", i%3)), 0o644); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < 1200; i++ {
+		if err := os.Mkdir(filepath.Join(dir, "dirs", fmt.Sprintf("subdir-%04d", i)), 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // kernelTree is a minimal tree that `ostree commit --bootable` accepts.
@@ -320,6 +375,61 @@ func kernelTree(dir string) error {
 		return err
 	}
 	return os.Symlink("usr/bin", filepath.Join(dir, "bin"))
+}
+
+// privilegedXattrTree has the xattrs real OS trees carry besides user.*:
+// file capabilities (security.capability), trusted.*, and POSIX ACLs
+// (system.posix_acl_access/default). Setting them needs root with
+// CAP_SETFCAP and CAP_SYS_ADMIN.
+func privilegedXattrTree(dir string) error {
+	if err := os.MkdirAll(filepath.Join(dir, "usr/bin"), 0o755); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	write := func(rel string, perm os.FileMode) (string, error) {
+		p := filepath.Join(dir, rel)
+		if err := os.WriteFile(p, []byte(rel+"\n"), perm); err != nil {
+			return "", err
+		}
+		return p, os.Chmod(p, perm)
+	}
+	// VFS_CAP_REVISION_2, permitted+effective cap_net_raw (13).
+	capV2 := []byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	// POSIX ACL: user::rw- user:1000:rw- group::r-- mask::rw- other::r--
+	acl := []byte{2, 0, 0, 0,
+		0x01, 0, 6, 0, 0xff, 0xff, 0xff, 0xff,
+		0x02, 0, 6, 0, 0xe8, 0x03, 0, 0,
+		0x04, 0, 4, 0, 0xff, 0xff, 0xff, 0xff,
+		0x10, 0, 6, 0, 0xff, 0xff, 0xff, 0xff,
+		0x20, 0, 4, 0, 0xff, 0xff, 0xff, 0xff}
+	steps := []struct {
+		rel, name string
+		value     []byte
+		dir       bool
+	}{
+		{"usr/bin/ping", "security.capability", capV2, false},
+		{"trusted-file", "trusted.overlay.test", []byte("y"), false},
+		{"acl-file", "system.posix_acl_access", acl, false},
+		{"acl-dir", "system.posix_acl_default", acl, true},
+	}
+	for _, s := range steps {
+		p := filepath.Join(dir, s.rel)
+		var err error
+		if s.dir {
+			err = os.Mkdir(p, 0o755)
+		} else {
+			_, err = write(s.rel, 0o755)
+		}
+		if err != nil {
+			return err
+		}
+		if err := unix.Lsetxattr(p, s.name, s.value, 0); err != nil {
+			return envError{fmt.Errorf("setting %s on %s (needs root with CAP_SETFCAP/CAP_SYS_ADMIN and ACL support): %w", s.name, p, err)}
+		}
+	}
+	return nil
 }
 
 // tarOf writes fixtures.TarOf(src) to a file in the test's work dir.
