@@ -249,6 +249,33 @@ func TestFsckReportsMissingObject(t *testing.T) {
 	}
 }
 
+// TestFsckReportsCorruptCommit flips a byte of a commit object's subject.
+func TestFsckReportsCorruptCommit(t *testing.T) {
+	setup(t)
+	t.Parallel()
+	repo := filepath.Join(workDir(t), "repo")
+	ocitreeInit(t, repo, "archive")
+	csum := ocitreeCommit(t, repo, "test/main", tree(t, "kernel"), commitOpts{subject: "Subject to corrupt"})
+	obj := objectPath(repo, csum, "commit")
+	data, err := os.ReadFile(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(data), "Subject")
+	if i < 0 {
+		t.Fatalf("subject not found in %s", obj)
+	}
+	overwrite(t, obj, []byte{'s'}, int64(i))
+	r := ocitree(t, "repo", "fsck", "--repo", repo)
+	rel, _ := filepath.Rel(repo, obj)
+	if r.code != 1 || !strings.Contains(r.stdout+r.stderr, csum) || !strings.Contains(r.stdout+r.stderr, rel) {
+		t.Errorf("ocitree repo fsck with a corrupt commit: want exit 1 naming %s and %s\n%s", rel, csum, r)
+	}
+	if o := ostree(t, "fsck", "--repo="+repo); o.code == 0 {
+		t.Errorf("sanity: ostree fsck accepts the corrupt commit:\n%s", o)
+	}
+}
+
 // overwrite writes data at off into an existing object file in place. It
 // refuses files with other hard links, so that a source tree is never
 // touched through the repository.

@@ -107,7 +107,7 @@ func TestPullFromOcitreeArchive(t *testing.T) {
 	c3 := ocitreeCommit(t, srcRepo, "os/minios", tree(t, "kernel"), commitOpts{subject: "minios v2", timestamp: defaultTimestamp.Add(86400e9)})
 	url, serverLog := serveHTTP(t, srcRepo)
 
-	for _, mode := range []string{"archive", "bare-user"} {
+	for _, mode := range []string{"archive", "bare-user", "bare"} {
 		t.Run(mode, func(t *testing.T) {
 			dest := filepath.Join(dir, "pulled-"+mode)
 			ostreeInit(t, dest, mode)
@@ -132,8 +132,31 @@ func TestPullFromOcitreeArchive(t *testing.T) {
 			co := filepath.Join(dir, "co-"+mode)
 			must(t, ostree(t, "checkout", "--repo="+dest, "origin:os/edge", co))
 			assertSameTree(t, "checkout of the pulled commit", edge, co, cmpOpts{})
-			// Pull the older commit of os/minios by checksum as well.
+			// ocitree reads the pulled (ostree-written) repo: fsck, and a
+			// checkout of the remote ref by its REMOTE:REF name.
+			must(t, ocitree(t, "repo", "fsck", "--repo", dest))
+			co2 := filepath.Join(dir, "co-ocitree-"+mode)
+			if r := ocitree(t, "repo", "checkout", "--repo", dest, "origin:os/edge", co2); r.code != 0 {
+				t.Errorf("ocitree repo checkout origin:os/edge (a ref `ocitree repo refs` lists):\n%s", r)
+			} else {
+				assertSameTree(t, "ocitree checkout of the pulled remote ref", edge, co2, cmpOpts{})
+			}
+
+			// Pull the older commit of os/minios by checksum as well: it is
+			// in the repo but no ref points to it.
 			must(t, ostree(t, "pull", "--repo="+dest, "origin", c2))
+			ostreeFsck(t, dest)
+
+			// Prune parity on a repo with remote refs and an unreferenced
+			// commit: ostree prune --refs-only on a copy, ocitree on dest.
+			cp := filepath.Join(dir, "pulled-copy-"+mode)
+			must(t, runCmd(t, nil, "cp", "-a", dest, cp))
+			must(t, ostree(t, "prune", "--repo="+cp, "--refs-only"))
+			must(t, ocitree(t, "repo", "prune", "--repo", dest, "--refs-only"))
+			if a, b := listObjects(t, cp), listObjects(t, dest); !slices.Equal(a, b) {
+				t.Errorf("prune --refs-only with remote refs: object sets differ (- ostree, + ocitree):\n%s",
+					lineDiff(strings.Join(a, "\n"), strings.Join(b, "\n")))
+			}
 			ostreeFsck(t, dest)
 		})
 	}
