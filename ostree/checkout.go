@@ -68,7 +68,7 @@ func (r *Repo) Checkout(rev Checksum, dest string, opts CheckoutOptions) error {
 	}
 	tmp := "." + base + ".ocitree-checkout-" + randomSuffix()
 	co := &checkouter{r: r, opts: opts, sem: make(chan struct{}, runtime.GOMAXPROCS(0)*2)}
-	co.hardlink = !opts.NoHardlinks && (r.mode == ModeBare || r.mode == ModeBareUserOnly || r.mode == ModeBareUser && opts.UserMode)
+	co.hardlink = canHardlink(r.mode, opts)
 	if err := co.dir(pfd, tmp, tree, meta); err != nil {
 		os.RemoveAll(filepath.Join(parent, tmp))
 		return fmt.Errorf("checkout %s: %w", rev, err)
@@ -78,6 +78,20 @@ func (r *Repo) Checkout(rev Checksum, dest string, opts CheckoutOptions) error {
 		return fmt.Errorf("checkout: moving into %s: %w", dest, err)
 	}
 	return nil
+}
+
+// canHardlink says whether objects can be linked as they are: bare objects
+// carry the real owner and mode (only right for a full checkout); bare-user
+// and bare-user-only objects carry the caller's, right for user mode. This is
+// libostree's rule.
+func canHardlink(m Mode, opts CheckoutOptions) bool {
+	if opts.NoHardlinks {
+		return false
+	}
+	if opts.UserMode {
+		return m == ModeBareUser || m == ModeBareUserOnly
+	}
+	return m == ModeBare
 }
 
 type checkouter struct {
@@ -273,7 +287,8 @@ func (co *checkouter) symlink(dfd int, name string, m *FileMeta) error {
 	return nil
 }
 
-// checkoutOneFile checks out a single file object as dest.
+// checkoutOneFile checks out a single file object as dest, through a temp
+// name beside it so a failure leaves nothing at dest.
 func (r *Repo) checkoutOneFile(c Checksum, dest string, opts CheckoutOptions) error {
 	parent, base := path.Split(filepath.Clean(dest))
 	if parent == "" {
@@ -284,10 +299,15 @@ func (r *Repo) checkoutOneFile(c Checksum, dest string, opts CheckoutOptions) er
 		return fmt.Errorf("checkout: opening %s: %w", parent, err)
 	}
 	defer unix.Close(pfd)
-	co := &checkouter{r: r, opts: opts}
-	co.hardlink = !opts.NoHardlinks && (r.mode == ModeBare || r.mode == ModeBareUserOnly || r.mode == ModeBareUser && opts.UserMode)
-	if err := co.file(pfd, base, c); err != nil {
+	co := &checkouter{r: r, opts: opts, hardlink: canHardlink(r.mode, opts)}
+	tmp := "." + base + ".ocitree-checkout-" + randomSuffix()
+	if err := co.file(pfd, tmp, c); err != nil {
+		unix.Unlinkat(pfd, tmp, 0)
 		return fmt.Errorf("checkout %s: %w", dest, err)
+	}
+	if err := unix.Renameat2(pfd, tmp, pfd, base, unix.RENAME_NOREPLACE); err != nil {
+		unix.Unlinkat(pfd, tmp, 0)
+		return fmt.Errorf("checkout: moving into %s: %w", dest, err)
 	}
 	return nil
 }

@@ -117,7 +117,8 @@ func (t *Txn) commitMetadata(root *MutableTree, opts CommitOptions) (Metadata, e
 	if !opts.NoBindings && opts.Branch != "" {
 		md = append(md, MetaEntry{Key: "ostree.ref-binding", Value: gvariant.Variant{Type: "as", Value: []string{opts.Branch}}})
 	}
-	if coll, ok := t.r.config.Get("core", "collection-id"); ok && coll != "" && !opts.NoBindings {
+	coll, _ := t.r.config.Get("core", "collection-id")
+	if _, given := md.Lookup("ostree.collection-binding"); coll != "" && !given && !opts.NoBindings {
 		md = append(md, MetaEntry{Key: "ostree.collection-binding", Value: StringVariant(coll)})
 	}
 	if opts.Bootable {

@@ -66,6 +66,9 @@ func CleanTarPath(name string) ([]string, error) {
 }
 
 func (t *Txn) importTarEntry(root *MutableTree, hdr *tar.Header, tr *tar.Reader) error {
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil // pax global header (git archive writes one): no file
+	}
 	parts, err := CleanTarPath(hdr.Name)
 	if err != nil {
 		return err

@@ -60,6 +60,9 @@ func (t *Txn) WriteContent(meta *FileMeta, payload io.Reader, size int64) (Check
 	if meta.IsSymlink() {
 		size = 0
 	}
+	if size < 0 {
+		return Checksum{}, fmt.Errorf("invalid content size %d", size)
+	}
 	if size <= smallFile {
 		bp := bufPool.Get().(*[]byte)
 		defer bufPool.Put(bp)
@@ -93,6 +96,7 @@ func (t *Txn) writeContentBytes(meta *FileMeta, header, data []byte) (Checksum, 
 			if errors.Is(err, unix.EEXIST) {
 				return c, nil
 			}
+			t.unstage(name)
 			return c, err
 		}
 		t.markStaged(name, 0)
@@ -111,6 +115,7 @@ func (t *Txn) writeContentBytes(meta *FileMeta, header, data []byte) (Checksum, 
 		err = cerr
 	}
 	if err != nil {
+		t.unstage(name)
 		return c, fmt.Errorf("writing %s: %w", name, err)
 	}
 	t.markStaged(name, n)

@@ -135,7 +135,7 @@ func (r *Repo) lock(exclusive bool) (func(), error) {
 		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EINTR) {
 			break
 		}
-		if time.Now().After(deadline) {
+		if r.lockTimeout() >= 0 && time.Now().After(deadline) {
 			err = fmt.Errorf("timed out after %s; another process holds it", r.lockTimeout())
 			break
 		}
@@ -147,7 +147,10 @@ func (r *Repo) lock(exclusive bool) (func(), error) {
 
 func (r *Repo) lockTimeout() time.Duration {
 	if v, ok := r.config.Get("core", "lock-timeout-secs"); ok {
-		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		if n, err := strconv.Atoi(v); err == nil {
+			if n < 0 {
+				return -1 // wait as long as it takes
+			}
 			return time.Duration(n) * time.Second
 		}
 	}

@@ -3,8 +3,8 @@ package ostree
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -41,14 +41,39 @@ func isWordChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
 }
 
+// ValidateCollectionID checks a collection ID as libostree does (D-Bus
+// interface-name rules): at least two dot-separated elements of
+// [A-Za-z_][A-Za-z0-9_]*, at most 255 characters.
+func ValidateCollectionID(id string) error {
+	parts := strings.Split(id, ".")
+	ok := len(id) <= 255 && len(parts) >= 2
+	for _, p := range parts {
+		if p == "" || p[0] >= '0' && p[0] <= '9' {
+			ok = false
+		}
+		for i := 0; i < len(p); i++ {
+			if !isWordChar(p[i]) {
+				ok = false
+			}
+		}
+	}
+	if !ok {
+		return fmt.Errorf("invalid collection ID %q", id)
+	}
+	return nil
+}
+
 // refPath maps a ref spelling to its file below the repository:
 // "name" → refs/heads/name, "remote:name" → refs/remotes/remote/name,
 // "mirror:collection-id:name" → refs/mirrors/collection-id/name.
 func refPath(ref string) (string, error) {
 	if rest, ok := strings.CutPrefix(ref, "mirror:"); ok {
 		coll, name, ok := strings.Cut(rest, ":")
-		if !ok || coll == "" || strings.ContainsAny(coll, "/") {
+		if !ok {
 			return "", fmt.Errorf("invalid mirror ref %q: want mirror:COLLECTION-ID:NAME", ref)
+		}
+		if err := ValidateCollectionID(coll); err != nil {
+			return "", err
 		}
 		if err := ValidateRefName(name); err != nil {
 			return "", err
@@ -103,40 +128,42 @@ func (r *Repo) SetRef(ref string, c *Checksum) error {
 	return t.Commit()
 }
 
-// ReadRef returns the commit a ref points at. Alias refs (relative symlinks
-// inside refs/heads) are followed, but never out of refs/.
+// ReadRef returns the commit a ref points at. Alias refs (relative symlinks,
+// e.g. refs/heads/alias -> ../app/x86_64) are followed, but the lookup never
+// leaves refs/ (openat2 RESOLVE_BENEATH).
 func (r *Repo) ReadRef(ref string) (Checksum, error) {
 	p, err := refPath(ref)
 	if err != nil {
 		return Checksum{}, err
 	}
-	for depth := 0; depth < 8; depth++ {
-		b, err := readFileAt(r.dfd, p, 4096)
-		if errors.Is(err, unix.ELOOP) {
-			target, lerr := readlinkAt(r.dfd, p)
-			if lerr != nil {
-				return Checksum{}, fmt.Errorf("reading ref %s: %w", ref, lerr)
-			}
-			next := path.Clean(path.Join(path.Dir(p), target))
-			if path.IsAbs(target) || !strings.HasPrefix(next, "refs/") {
-				return Checksum{}, fmt.Errorf("ref %s: alias points outside refs/", ref)
-			}
-			p = next
-			continue
-		}
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
-			return Checksum{}, fmt.Errorf("%w: %s", ErrRefNotFound, ref)
-		}
-		if err != nil {
-			return Checksum{}, fmt.Errorf("reading ref %s: %w", ref, err)
-		}
-		c, err := ParseChecksum(strings.TrimSpace(string(b)))
-		if err != nil {
-			return Checksum{}, fmt.Errorf("ref %s: %w", ref, err)
-		}
-		return c, nil
+	refsFd, err := unix.Openat(r.dfd, "refs", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return Checksum{}, fmt.Errorf("opening refs/: %w", err)
 	}
-	return Checksum{}, fmt.Errorf("ref %s: too many levels of aliases", ref)
+	defer unix.Close(refsFd)
+	fd, err := unix.Openat2(refsFd, strings.TrimPrefix(p, "refs/"), &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	switch {
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
+		return Checksum{}, fmt.Errorf("%w: %s", ErrRefNotFound, ref)
+	case errors.Is(err, unix.EXDEV):
+		return Checksum{}, fmt.Errorf("ref %s: alias points outside refs/", ref)
+	case err != nil:
+		return Checksum{}, fmt.Errorf("reading ref %s: %w", ref, err)
+	}
+	f := os.NewFile(uintptr(fd), p)
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return Checksum{}, fmt.Errorf("reading ref %s: %w", ref, err)
+	}
+	c, err := ParseChecksum(strings.TrimSpace(string(b)))
+	if err != nil {
+		return Checksum{}, fmt.Errorf("ref %s: not a checksum", ref)
+	}
+	return c, nil
 }
 
 // ResolveRev turns a full checksum, a ref ("name", "remote:name",

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -89,7 +90,13 @@ func Init(path string, m Mode) (*Repo, error) {
 	if m == ModeBareUserOnly {
 		return nil, fmt.Errorf("init %s: mode bare-user-only is read-only here", path)
 	}
-	if r, err := Open(path); err == nil {
+	if _, err := os.Stat(filepath.Join(path, "objects")); err == nil {
+		// Like libostree: a directory with objects/ is a repository; never
+		// rewrite its config, even when it cannot be opened here.
+		r, err := Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("init %s: a repository exists there: %w", path, err)
+		}
 		if r.mode != m {
 			r.Close()
 			return nil, fmt.Errorf("init %s: a repository in mode %s already exists there", path, r.mode)
@@ -172,10 +179,8 @@ func (r *Repo) load() error {
 	if r.objFd, err = unix.Openat(r.dfd, "objects", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0); err != nil {
 		return fmt.Errorf("objects/: %w", err)
 	}
-	// The umask decides which mode bits creat() keeps; read it once here.
-	old := unix.Umask(0o022)
-	unix.Umask(old)
-	r.umask = uint32(old)
+	// The umask decides which mode bits creat() keeps.
+	r.umask = processUmask()
 	return nil
 }
 
@@ -326,4 +331,19 @@ func (r *Repo) WriteDetachedMetadata(c Checksum, md Metadata) error {
 // isHex reports whether s is lowercase hex.
 func isHex(s string) bool {
 	return strings.Trim(s, "0123456789abcdef") == ""
+}
+
+// processUmask reads the umask without changing it (umask(2) would, for
+// every thread, for a moment).
+func processUmask() uint32 {
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+				if n, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+					return uint32(n)
+				}
+			}
+		}
+	}
+	return 0o022
 }

@@ -43,18 +43,25 @@ func (r *Repo) Begin() (*Txn, error) {
 	}
 	r.cleanStaleStaging()
 	name := "tmp/" + stagingPrefix + randomSuffix()
-	lockFd, err := unix.Openat(r.dfd, name+".lock", unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	// The lock file is locked under a name the stale-staging cleaner ignores,
+	// then renamed: no other process can see it unlocked.
+	lockFd, err := unix.Openat(r.dfd, name+".lock-new", unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		unlock()
 		return nil, fmt.Errorf("creating staging lock: %w", err)
 	}
 	lk := unix.Flock_t{Type: unix.F_WRLCK}
-	if err := unix.FcntlFlock(uintptr(lockFd), unix.F_OFD_SETLK, &lk); err != nil {
+	err = unix.FcntlFlock(uintptr(lockFd), unix.F_OFD_SETLK, &lk)
+	if err == nil {
+		err = unix.Renameat(r.dfd, name+".lock-new", r.dfd, name+".lock")
+	}
+	if err != nil {
+		unix.Unlinkat(r.dfd, name+".lock-new", 0)
 		unix.Close(lockFd)
 		unlock()
 		return nil, fmt.Errorf("locking staging directory: %w", err)
 	}
-	t := &Txn{r: r, unlock: unlock, stageName: name, stageLock: lockFd, staged: map[ObjectName]struct{}{}, refs: map[string]*Checksum{}}
+	t := &Txn{r: r, unlock: unlock, stageName: name, stageFd: -1, stageLock: lockFd, staged: map[ObjectName]struct{}{}, refs: map[string]*Checksum{}}
 	if err := unix.Mkdirat(r.dfd, name, 0o755); err != nil {
 		t.Abort()
 		return nil, fmt.Errorf("creating staging directory: %w", err)
@@ -127,6 +134,7 @@ func (t *Txn) WriteMetadata(typ ObjectType, data []byte) (Checksum, error) {
 		err = cerr
 	}
 	if err != nil {
+		t.unstage(name)
 		return c, fmt.Errorf("writing %s: %w", name, err)
 	}
 	t.markStaged(name, int64(len(data)))
@@ -168,6 +176,13 @@ func (t *Txn) markStaged(name ObjectName, size int64) {
 	t.staged[name] = struct{}{}
 	t.order = append(t.order, name)
 	t.bytesAdded += size
+}
+
+// unstage removes a staged object whose write failed, so a retry writes it
+// again. (A concurrent writer of the same object that saw it being created
+// has returned success; the failure still fails the whole transaction.)
+func (t *Txn) unstage(name ObjectName) {
+	unix.Unlinkat(t.stageFd, objectRelPath(name.Checksum, name.Type, t.r.mode), 0)
 }
 
 // stage renames a finished temp file to its object name in the staging dir.
