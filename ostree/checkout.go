@@ -237,7 +237,8 @@ func (co *checkouter) copy(dfd int, name string, c Checksum) error {
 	}
 	perm := m.Mode & modePermMask
 	if co.opts.UserMode {
-		perm &^= unix.S_ISUID | unix.S_ISGID
+		// As ostree -U: no setuid/setgid, and always readable by the owner.
+		perm = perm&^(unix.S_ISUID|unix.S_ISGID) | 0o400
 	}
 	fd, err := unix.Openat(dfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
 	if err != nil {

@@ -27,7 +27,22 @@ func newRootCmd() *cobra.Command {
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newRepoCmd())
+	requireSubcommand(root)
 	return root
+}
+
+// requireSubcommand makes a command group fail with a usage error (exit 2)
+// when called without a known subcommand, instead of printing help and
+// exiting 0.
+func requireSubcommand(cmd *cobra.Command) {
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			cmd.Help()
+			return usagef("%s needs a subcommand", cmd.CommandPath())
+		}
+		return usagef("unknown command %q for %q", args[0], cmd.CommandPath())
+	}
 }
 
 func main() {

@@ -18,6 +18,7 @@ func newRepoCmd() *cobra.Command {
 	}
 	cmd.AddCommand(newRepoInitCmd(), newRepoCommitCmd(), newRepoCheckoutCmd(), newRepoFsckCmd(),
 		newRepoRefsCmd(), newRepoShowCmd(), newRepoLsCmd(), newRepoPruneCmd())
+	requireSubcommand(cmd)
 	return cmd
 }
 
@@ -131,5 +132,6 @@ func newRepoCommitCmd() *cobra.Command {
 	f.StringVar(&parent, "parent", "", `parent commit (REV, or "none"); default: the branch's current commit`)
 	f.StringVar(&timestamp, "timestamp", "", "commit time, RFC 3339 (default: SOURCE_DATE_EPOCH or now)")
 	f.StringVar(&tarFile, "tar", "", "commit the tree in this tar stream (- for stdin)")
+	cmd.MarkFlagRequired("branch")
 	return cmd
 }
