@@ -73,3 +73,39 @@ func TestConcurrentCommits(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentCommitStress starts many small commits at once, round after
+// round, so that transactions begin simultaneously (staging directories
+// created, locked and cleaned up by one another). Every commit must succeed.
+func TestConcurrentCommitStress(t *testing.T) {
+	setup(t)
+	t.Parallel()
+	dir := workDir(t)
+	src := filepath.Join(dir, "src")
+	goodFiles(t, src)
+	repo := filepath.Join(dir, "repo")
+	ocitreeInit(t, repo, "bare-user")
+	const rounds, parallel = 20, 12
+	failures := 0
+	for round := 0; round < rounds && failures < 5; round++ {
+		results := make([]result, parallel)
+		var wg sync.WaitGroup
+		for i := range parallel {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				o := commitOpts{subject: "stress"}
+				results[i] = runCmd(t, nil, ocitreeBin, append(o.ocitreeArgs(repo, "stress/"+string(rune('a'+i))), src)...)
+			}()
+		}
+		wg.Wait()
+		for i, r := range results {
+			if r.code != 0 {
+				failures++
+				t.Errorf("round %d, commit %d of %d running at once failed:\n%s", round, i, parallel, r)
+			}
+		}
+	}
+	ostreeFsck(t, repo)
+	must(t, ocitree(t, "repo", "fsck", "--repo", repo))
+}
