@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -53,13 +52,9 @@ func (r *Repo) Checkout(rev Checksum, dest string, opts CheckoutOptions) error {
 		}
 		return fmt.Errorf("checkout: %s not found in commit %s", opts.Subpath, rev)
 	}
-	parent, base := filepath.Split(filepath.Clean(dest))
-	if parent == "" {
-		parent = "."
-	}
-	pfd, err := unix.Open(parent, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	parent, base, pfd, err := openParent(dest)
 	if err != nil {
-		return fmt.Errorf("checkout: opening %s: %w", parent, err)
+		return err
 	}
 	defer unix.Close(pfd)
 	var st unix.Stat_t
@@ -291,13 +286,9 @@ func (co *checkouter) symlink(dfd int, name string, m *FileMeta) error {
 // checkoutOneFile checks out a single file object as dest, through a temp
 // name beside it so a failure leaves nothing at dest.
 func (r *Repo) checkoutOneFile(c Checksum, dest string, opts CheckoutOptions) error {
-	parent, base := path.Split(filepath.Clean(dest))
-	if parent == "" {
-		parent = "."
-	}
-	pfd, err := unix.Open(parent, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	_, base, pfd, err := openParent(dest)
 	if err != nil {
-		return fmt.Errorf("checkout: opening %s: %w", parent, err)
+		return err
 	}
 	defer unix.Close(pfd)
 	co := &checkouter{r: r, opts: opts, hardlink: canHardlink(r.mode, opts)}
@@ -311,4 +302,18 @@ func (r *Repo) checkoutOneFile(c Checksum, dest string, opts CheckoutOptions) er
 		return fmt.Errorf("checkout: moving into %s: %w", dest, err)
 	}
 	return nil
+}
+
+// openParent opens the directory that will hold dest and returns it with
+// dest's last component.
+func openParent(dest string) (parent, base string, fd int, err error) {
+	parent, base = filepath.Split(filepath.Clean(dest))
+	if parent == "" {
+		parent = "."
+	}
+	fd, err = unix.Open(parent, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", "", -1, fmt.Errorf("checkout: opening %s: %w", parent, err)
+	}
+	return parent, base, fd, nil
 }
