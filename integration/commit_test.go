@@ -207,6 +207,12 @@ func TestCommitMetadata(t *testing.T) {
 			if b.code != 0 || strings.ReplaceAll(b.stdout, got, want) != a {
 				t.Errorf("`ostree show` differs:\nostree's commit:\n%s\nocitree's commit:\n%s", a, b)
 			}
+			// `ocitree repo show` prints what `ostree show` prints.
+			t.Run("show-text-as-ostree", func(t *testing.T) {
+				if c := ocitree(t, "repo", "show", "--repo", theirs, want); c.code != 0 || c.stdout != a {
+					t.Errorf("`ocitree repo show` text differs from `ostree show`:\nostree:  %q\nocitree: %q\n%s", a, c.stdout, c.cmdline)
+				}
+			})
 		})
 	}
 }
