@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/ocitree/ocitree/ostree"
@@ -174,10 +175,16 @@ func newRepoShowCmd() *cobra.Command {
 			if v := c.Metadata.String("version"); v != "" {
 				fmt.Printf("Version: %s\n", v)
 			}
-			fmt.Printf("\n    %s\n", c.Subject)
-			if c.Body != "" {
-				fmt.Printf("\n    %s\n", c.Body)
+			// The rest as `ostree show` prints it (ot-dump.c).
+			if c.Subject != "" {
+				fmt.Print("\n" + indentLines(c.Subject))
+			} else {
+				fmt.Println("(no subject)")
 			}
+			if c.Body != "" {
+				fmt.Print("\n" + indentLines(c.Body))
+			}
+			fmt.Println()
 			return nil
 		},
 	}
@@ -274,4 +281,13 @@ func newRepoPruneCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&refsOnly, "refs-only", false, "also delete commits that no ref reaches")
 	cmd.Flags().BoolVar(&dryRun, "no-prune", false, "only report what would be deleted")
 	return cmd
+}
+
+// indentLines indents every line by four spaces, ending each with a newline.
+func indentLines(s string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
+		b.WriteString("    " + line + "\n")
+	}
+	return b.String()
 }
