@@ -21,10 +21,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"runtime"
 	"strings"
-	"sync"
-	"weak"
 
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/ocitree/ocitree/ostree/gvariant"
@@ -35,54 +32,6 @@ const (
 	maxMetaSize   = 10 << 20
 	maxXattrsSize = 1 << 20
 )
-
-// txnState keeps the commit and dirtree objects this package imported into a
-// transaction: ostree.Txn has no way to read a staged object back, and
-// VerifyCommitComplete needs them before the transaction commits.
-type txnState struct {
-	mu   sync.Mutex
-	meta map[ostree.ObjectName][]byte
-}
-
-func (s *txnState) put(n ostree.ObjectName, b []byte) {
-	s.mu.Lock()
-	s.meta[n] = b
-	s.mu.Unlock()
-}
-
-func (s *txnState) get(n ostree.ObjectName) ([]byte, bool) {
-	if s == nil {
-		return nil, false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, ok := s.meta[n]
-	return b, ok
-}
-
-// states maps a transaction to its txnState. Keys are weak, and an entry is
-// dropped when its transaction is garbage collected.
-var states = struct {
-	sync.Mutex
-	m map[weak.Pointer[ostree.Txn]]*txnState
-}{m: map[weak.Pointer[ostree.Txn]]*txnState{}}
-
-func stateOf(txn *ostree.Txn, create bool) *txnState {
-	key := weak.Make(txn)
-	states.Lock()
-	defer states.Unlock()
-	s := states.m[key]
-	if s == nil && create {
-		s = &txnState{meta: map[ostree.ObjectName][]byte{}}
-		states.m[key] = s
-		runtime.AddCleanup(txn, func(k weak.Pointer[ostree.Txn]) {
-			states.Lock()
-			delete(states.m, k)
-			states.Unlock()
-		}, key)
-	}
-	return s
-}
 
 // ImportCommitLayer reads a commit ("ostree") layer into txn (§3.7) and
 // returns the commit's checksum. The first object of the layer must be the
@@ -99,23 +48,13 @@ func stateOf(txn *ostree.Txn, create bool) *txnState {
 // The commit object is written, but no ref: the caller checks the commit
 // with VerifyCommitComplete, sets its ref and commits the transaction, or
 // aborts it on any error so that nothing of a bad layer is kept. Detached
-// metadata is parsed and checked, then dropped, because ostree.Txn cannot
-// stage it yet; use ImportCommitLayerDetached to keep it.
+// metadata (the .commitmeta, usually signatures) is staged with the commit.
 func ImportCommitLayer(txn *ostree.Txn, r io.Reader) (ostree.Checksum, error) {
-	c, _, err := ImportCommitLayerDetached(txn, r)
-	return c, err
-}
-
-// ImportCommitLayerDetached is ImportCommitLayer that also returns the
-// commit's detached metadata (the layer's .commitmeta, usually signatures),
-// or nil when there is none. The caller stores it with
-// Repo.WriteDetachedMetadata once the transaction has committed.
-func ImportCommitLayerDetached(txn *ostree.Txn, r io.Reader) (ostree.Checksum, ostree.Metadata, error) {
 	im := newImporter(txn, true)
 	if err := im.run(r); err != nil {
-		return ostree.Checksum{}, nil, err
+		return ostree.Checksum{}, err
 	}
-	return im.commit, im.detached, nil
+	return im.commit, nil
 }
 
 // ImportChunkLayer reads a component layer into txn: content objects only,
@@ -137,12 +76,10 @@ type pendingLink struct {
 type importer struct {
 	txn        *ostree.Txn
 	commitMode bool
-	st         *txnState
 
 	commit     ostree.Checksum
 	haveCommit bool
 	prevCommit bool // the previous object entry was the .commit
-	detached   ostree.Metadata
 
 	xattrs  map[ostree.Checksum][]ostree.Xattr // OLD-form .file-xattrs by their checksum
 	pending *pendingLink
@@ -153,7 +90,6 @@ func newImporter(txn *ostree.Txn, commitMode bool) *importer {
 	return &importer{
 		txn:        txn,
 		commitMode: commitMode,
-		st:         stateOf(txn, true),
 		xattrs:     map[ostree.Checksum][]ostree.Xattr{},
 		files:      map[ostree.Checksum]bool{},
 	}
@@ -320,7 +256,9 @@ func (im *importer) metadata(tr *tar.Reader, hdr *tar.Header, c ostree.Checksum,
 		if err != nil {
 			return fmt.Errorf("%s: %w", hdr.Name, err)
 		}
-		im.detached = md
+		if err := im.txn.WriteDetachedMetadata(c, md); err != nil {
+			return fmt.Errorf("%s: %w", hdr.Name, err)
+		}
 		return nil
 	case sfxCommit:
 		if im.haveCommit {
@@ -349,9 +287,6 @@ func (im *importer) metadata(tr *tar.Reader, hdr *tar.Header, c ostree.Checksum,
 	}
 	if got != c {
 		return mismatch(hdr.Name, c, got)
-	}
-	if typ == ostree.ObjCommit || typ == ostree.ObjDirTree {
-		im.st.put(ostree.ObjectName{Checksum: c, Type: typ}, b)
 	}
 	if typ == ostree.ObjCommit {
 		im.commit, im.haveCommit, im.prevCommit = c, true, true
@@ -478,21 +413,7 @@ func (im *importer) content(tr *tar.Reader, hdr *tar.Header, c ostree.Checksum) 
 // been imported into txn by this package. The error lists the first missing
 // objects with a path where the commit needs each.
 func VerifyCommitComplete(txn *ostree.Txn, commit ostree.Checksum) error {
-	st := stateOf(txn, false)
-	load := func(c ostree.Checksum, typ ostree.ObjectType) ([]byte, error) {
-		n := ostree.ObjectName{Checksum: c, Type: typ}
-		if b, ok := st.get(n); ok {
-			return b, nil
-		}
-		b, err := txn.Repo().LoadMeta(c, typ)
-		var missing *ostree.MissingObjectError
-		if errors.As(err, &missing) {
-			if ok, _ := txn.Has(c, typ); ok {
-				return nil, fmt.Errorf("%s is staged in the transaction but was not imported by this package, so it cannot be read before the transaction commits", n)
-			}
-		}
-		return b, err
-	}
+	load := txn.LoadMeta
 	b, err := load(commit, ostree.ObjCommit)
 	if err != nil {
 		return fmt.Errorf("commit %s: %w", commit, err)

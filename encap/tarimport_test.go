@@ -501,20 +501,41 @@ func TestImportDetachedMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer txn.Abort()
-	c, got, err := ImportCommitLayerDetached(txn, bytes.NewReader(data))
+	c, err := ImportCommitLayer(txn, bytes.NewReader(data))
 	if err != nil || c != fx.c {
 		t.Fatalf("%s %v", c, err)
+	}
+	if err := VerifyCommitComplete(txn, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := dst.ReadDetachedMetadata(c)
+	if err != nil {
+		t.Fatal(err)
 	}
 	want, _ := md.Encode()
 	if gb, _ := got.Encode(); !bytes.Equal(gb, want) {
 		t.Fatalf("detached metadata %v, want %v", got, md)
 	}
 	// Without a .commitmeta there is none.
+	dst2 := newRepo(t, ostree.ModeBareUser)
 	if err := fx.r.WriteDetachedMetadata(fx.c, nil); err != nil {
 		t.Fatal(err)
 	}
-	_, got, err = ImportCommitLayerDetached(txn, bytes.NewReader(commitLayer(t, fx.r, fx.c, nil)))
-	if err != nil || got != nil {
+	txn2, err := dst2.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txn2.Abort()
+	if _, err := ImportCommitLayer(txn2, bytes.NewReader(commitLayer(t, fx.r, fx.c, nil))); err != nil {
+		t.Fatal(err)
+	}
+	if err := txn2.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := dst2.ReadDetachedMetadata(fx.c); err != nil || got != nil {
 		t.Fatalf("%v %v", got, err)
 	}
 }

@@ -248,15 +248,18 @@ func (t *Txn) Commit() error {
 	if err := t.sync(); err != nil {
 		return err
 	}
-	sort.SliceStable(t.order, func(i, j int) bool {
-		return t.order[i].Type != ObjCommit && t.order[j].Type == ObjCommit
-	})
+	last := func(n ObjectName) bool { return n.Type == ObjCommit || n.Type == ObjCommitMeta }
+	sort.SliceStable(t.order, func(i, j int) bool { return !last(t.order[i]) && last(t.order[j]) })
 	for _, name := range t.order {
 		if err := t.r.ensureObjDir(name.Checksum[0]); err != nil {
 			return err
 		}
 		rel := objectRelPath(name.Checksum, name.Type, t.r.mode)
-		err := unix.Renameat2(t.stageFd, rel, t.r.objFd, rel, unix.RENAME_NOREPLACE)
+		flags := uint(unix.RENAME_NOREPLACE)
+		if name.Type == ObjCommitMeta {
+			flags = 0 // detached metadata is mutable: the new one wins
+		}
+		err := unix.Renameat2(t.stageFd, rel, t.r.objFd, rel, flags)
 		if err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("moving %s into objects/: %w", name, err)
 		}
@@ -310,4 +313,41 @@ func (t *Txn) Abort() {
 	unix.Unlinkat(t.r.dfd, t.stageName+".lock", 0)
 	unix.Close(t.stageLock)
 	t.unlock()
+}
+
+// LoadMeta reads a metadata object staged in this transaction or already in
+// the repository.
+func (t *Txn) LoadMeta(c Checksum, typ ObjectType) ([]byte, error) {
+	t.mu.Lock()
+	_, staged := t.staged[ObjectName{c, typ}]
+	t.mu.Unlock()
+	if !staged {
+		return t.r.LoadMeta(c, typ)
+	}
+	b, err := readFileAt(t.stageFd, objectRelPath(c, typ, t.r.mode), 256<<20)
+	if err != nil {
+		return nil, fmt.Errorf("reading staged %s: %w", ObjectName{c, typ}, err)
+	}
+	return b, nil
+}
+
+// WriteDetachedMetadata stages a commit's detached metadata (.commitmeta,
+// named by the commit, not by its own checksum); Commit moves it in with the
+// commit, replacing an earlier one.
+func (t *Txn) WriteDetachedMetadata(commit Checksum, md Metadata) error {
+	b, err := md.Encode()
+	if err != nil {
+		return err
+	}
+	name := ObjectName{commit, ObjCommitMeta}
+	rel, err := t.stagedPath(name)
+	if err != nil {
+		return err
+	}
+	unix.Unlinkat(t.stageFd, rel, 0)
+	if err := writeFileAt(t.stageFd, rel, b, 0o644); err != nil {
+		return err
+	}
+	t.markStaged(name, int64(len(b)))
+	return nil
 }
