@@ -14,61 +14,21 @@ import (
 )
 
 // ObjectInfo is one content object (regular file or symlink) of a commit, the
-// unit that chunking moves between layers.
-type ObjectInfo struct {
-	Checksum ostree.Checksum
-	// Size is the payload size in bytes (0 for a symlink), counted once per
-	// object however many paths share it, as ostree-ext's chunking does.
-	Size int64
-	// Paths are the object's absolute paths in the commit ("/usr/bin/sh",
-	// "/usr/etc/passwd"), sorted; more than one when the same content appears
-	// at several paths.
-	Paths []string
-}
+// unit that chunking moves between layers: its checksum, payload size and
+// every path it appears at.
+type ObjectInfo = ChunkObject
 
-// ListObjects walks the dirtrees of commit and returns each content object
-// once, sorted by checksum, with every path it appears at and its payload size
-// (read with OpenContent; the payload is closed at once).
+// ListObjects returns each content object of commit once, sorted by
+// checksum, with its paths sorted and its payload size.
 func ListObjects(repo *ostree.Repo, commit ostree.Checksum) ([]ObjectInfo, error) {
-	c, err := repo.ReadCommit(commit)
+	objs, err := CommitObjects(repo, commit)
 	if err != nil {
 		return nil, fmt.Errorf("list objects of %s: %w", commit, err)
 	}
-	byCsum := make(map[ostree.Checksum]*ObjectInfo)
-	var walk func(tree ostree.Checksum, dir string) error
-	walk = func(tree ostree.Checksum, dir string) error {
-		dt, err := repo.ReadDirTree(tree)
-		if err != nil {
-			return fmt.Errorf("list objects of %s: directory %q: %w", commit, dirOrRoot(dir), err)
-		}
-		for _, f := range dt.Files {
-			p := dir + "/" + f.Name
-			oi := byCsum[f.Checksum]
-			if oi == nil {
-				oi = &ObjectInfo{Checksum: f.Checksum}
-				byCsum[f.Checksum] = oi
-			}
-			oi.Paths = append(oi.Paths, p)
-		}
-		for _, d := range dt.Dirs {
-			if err := walk(d.Tree, dir+"/"+d.Name); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := walk(c.RootTree, ""); err != nil {
-		return nil, err
-	}
-	objs := make([]ObjectInfo, 0, len(byCsum))
-	for _, oi := range byCsum {
-		slices.Sort(oi.Paths)
-		objs = append(objs, *oi)
+	for i := range objs {
+		objs[i].Paths = slices.Sorted(slices.Values(objs[i].Paths))
 	}
 	slices.SortFunc(objs, func(a, b ObjectInfo) int { return compareChecksum(a.Checksum, b.Checksum) })
-	if err := fillSizes(repo, objs); err != nil {
-		return nil, fmt.Errorf("list objects of %s: %w", commit, err)
-	}
 	return objs, nil
 }
 
@@ -132,12 +92,6 @@ func compareChecksum(a, b ostree.Checksum) int {
 	return strings.Compare(string(a[:]), string(b[:]))
 }
 
-func dirOrRoot(dir string) string {
-	if dir == "" {
-		return "/"
-	}
-	return dir
-}
 
 // treeIndex answers path questions about a commit from its object list:
 // which object is at a path, which directories exist, and where a path leads

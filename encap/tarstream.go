@@ -171,13 +171,8 @@ func CommitObjects(repo *ostree.Repo, commit ostree.Checksum) ([]ChunkObject, er
 	if err := walk("", cm.RootTree); err != nil {
 		return nil, err
 	}
-	for i := range out {
-		c, err := repo.OpenContent(out[i].Checksum)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", out[i].Paths[0], err)
-		}
-		out[i].Size = c.Size
-		c.Payload.Close()
+	if err := fillSizes(repo, out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -26,7 +26,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRepoCmd())
+	root.AddCommand(newRepoCmd(), newEncapsulateCmd(), newUnencapsulateCmd())
 	requireSubcommand(root)
 	return root
 }

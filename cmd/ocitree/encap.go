@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/ocitree/ocitree/encap"
+	"github.com/ocitree/ocitree/oci"
+	"github.com/ocitree/ocitree/ostree"
+	"github.com/spf13/cobra"
+)
+
+func newEncapsulateCmd() *cobra.Command {
+	var (
+		repo, previous, compression, contentmeta string
+		labels                                   []string
+		maxLayers, formatVersion                 int
+	)
+	cmd := &cobra.Command{
+		Use:   "encapsulate --repo DIR REV IMGREF",
+		Short: "Write a commit as a chunked OCI image; prints the manifest digest",
+		Example: `  ocitree encapsulate --repo /srv/repo os/main oci:/srv/images/os:latest
+  ocitree encapsulate --repo /srv/repo --compression zstd os/main docker://registry.example/os:1`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if formatVersion != 1 {
+				return usagef("--format-version %d: only 1 (chunked v1) is written so far", formatVersion)
+			}
+			if compression == "zstd:chunked" {
+				return fmt.Errorf("--compression zstd:chunked is not supported yet; use gzip or zstd")
+			}
+			opts := encap.Options{MaxLayers: maxLayers, Compression: encap.Compression(compression), ContentMeta: contentmeta,
+				Labels: map[string]string{}, Warn: func(s string) { fmt.Fprintln(os.Stderr, "warning:", s) }}
+			if maxLayers < encap.MinMaxLayers {
+				return usagef("--max-layers %d: at least %d", maxLayers, encap.MinMaxLayers)
+			}
+			for _, kv := range labels {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" {
+					return usagef("--label %q: want KEY=VALUE", kv)
+				}
+				opts.Labels[k] = v
+			}
+			dest, err := oci.ParseRef(args[1])
+			if err != nil {
+				return usageError{err}
+			}
+			r, err := ostree.Open(repo)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			commit, err := r.ResolveRev(args[0])
+			if err != nil {
+				return err
+			}
+			ctx := context.Background()
+			if opts.Prior, err = priorLayout(ctx, previous, dest); err != nil {
+				return err
+			}
+			w, err := oci.NewWriter(ctx, dest)
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			res, err := encap.Encapsulate(ctx, r, commit, w, opts)
+			if err != nil {
+				return err
+			}
+			fmt.Println(res.ManifestDigest)
+			return nil
+		},
+	}
+	repoFlag(cmd, &repo)
+	f := cmd.Flags()
+	f.IntVar(&maxLayers, "max-layers", encap.DefaultMaxLayers, "most layers in the image, the commit layer included")
+	f.StringArrayVar(&labels, "label", nil, "add label KEY=VALUE (repeatable)")
+	f.StringVar(&previous, "previous-build", "", `image whose layer layout to keep; default: the destination if it exists; "none" to turn off`)
+	f.StringVar(&compression, "compression", "gzip", "layer compression: gzip or zstd")
+	f.StringVar(&contentmeta, "contentmeta", "", "component metadata JSON (ostree-ext format)")
+	f.IntVar(&formatVersion, "format-version", 1, "image format version")
+	return cmd
+}
+
+// priorLayout reads the component layout of the previous build: the image
+// named by --previous-build, or else the destination when it already holds
+// an ostree image.
+func priorLayout(ctx context.Context, previous string, dest *oci.Ref) ([]encap.PriorLayer, error) {
+	if previous == "none" {
+		return nil, nil
+	}
+	ref := dest
+	if previous != "" {
+		var err error
+		if ref, err = oci.ParseRef(previous); err != nil {
+			return nil, usageError{fmt.Errorf("--previous-build: %w", err)}
+		}
+	}
+	layout, err := readLayout(ctx, ref)
+	if err != nil {
+		if previous == "" {
+			return nil, nil // no earlier image at the destination: a first build
+		}
+		return nil, fmt.Errorf("--previous-build %s: %w", previous, err)
+	}
+	ann, err := layout.ComponentAnnotations()
+	if err != nil {
+		if previous == "" {
+			fmt.Fprintf(os.Stderr, "warning: not reusing the layout of %s: %v\n", dest, err)
+			return nil, nil
+		}
+		return nil, fmt.Errorf("--previous-build %s: %w", previous, err)
+	}
+	return encap.PriorLayers(ann), nil
+}
+
+func readLayout(ctx context.Context, ref *oci.Ref) (*encap.ImageLayout, error) {
+	rd, err := oci.NewReader(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	mb, _, err := rd.Manifest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cb, err := rd.Config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return encap.ParseImageLayout(mb, cb)
+}
+
+func newUnencapsulateCmd() *cobra.Command {
+	var repo, writeRef string
+	cmd := &cobra.Command{
+		Use:     "unencapsulate --repo DIR IMGREF [--write-ref REF]",
+		Short:   "Import an ostree container image's commit into a repository; prints the commit",
+		Example: "  ocitree unencapsulate --repo /srv/repo --write-ref os/main oci:/srv/images/os:latest",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			src, err := oci.ParseRef(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			r, err := ostree.Open(repo)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			ctx := context.Background()
+			rd, err := oci.NewReader(ctx, src)
+			if err != nil {
+				return err
+			}
+			defer rd.Close()
+			c, err := encap.Unencapsulate(ctx, r, rd, writeRef)
+			if err != nil {
+				return err
+			}
+			fmt.Println(c)
+			return nil
+		},
+	}
+	repoFlag(cmd, &repo)
+	cmd.Flags().StringVar(&writeRef, "write-ref", "", "point this ref at the imported commit")
+	return cmd
+}
+

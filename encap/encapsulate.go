@@ -1,0 +1,337 @@
+package encap
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"runtime"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/ocitree/ocitree/oci"
+	"github.com/ocitree/ocitree/ostree"
+	"github.com/opencontainers/go-digest"
+	imgspec "github.com/opencontainers/image-spec/specs-go"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Compression names a layer compression.
+type Compression string
+
+// Supported layer compressions.
+const (
+	Gzip Compression = "gzip"
+	Zstd Compression = "zstd"
+)
+
+// Options control Encapsulate.
+type Options struct {
+	// MaxLayers bounds the image's layers, the commit layer included
+	// (DefaultMaxLayers when 0; at least MinMaxLayers).
+	MaxLayers int
+	// Compression of every layer (Gzip when empty).
+	Compression Compression
+	// Labels are added to the config and the manifest annotations; they
+	// override the ones derived from the commit.
+	Labels map[string]string
+	// ContentMeta is a --contentmeta file (see AttributeOptions).
+	ContentMeta string
+	// Prior is the component layout of a previous build (see PriorLayers):
+	// components keep their layers so unchanged layers keep their digests.
+	Prior []PriorLayer
+	// Warn receives notes that do not stop the build.
+	Warn func(string)
+}
+
+// Result describes the image Encapsulate wrote.
+type Result struct {
+	Manifest       []byte
+	ManifestDigest digest.Digest
+	Config         []byte
+	Layers         []LayerResult
+}
+
+// LayerResult is one written layer.
+type LayerResult struct {
+	Descriptor oci.Descriptor
+	DiffID     digest.Digest
+	CreatedBy  string
+}
+
+// Encapsulate writes commit as a chunked ostree container image (ostree-ext
+// "chunked v1", spec §4) to w: the commit layer first, then the component
+// layers, labels and history as ostree-ext writes them, and commits w. The
+// same commit and options always give the same manifest digest: tar streams
+// are deterministic, compressors are pinned, times come from the commit.
+// Layers are built in parallel, streamed from the repository to w.
+func Encapsulate(ctx context.Context, repo *ostree.Repo, commit ostree.Checksum, w oci.Writer, opts Options) (*Result, error) {
+	plan, err := PlanLayers(repo, commit, opts)
+	if err != nil {
+		return nil, err
+	}
+	cm, err := repo.ReadCommit(commit)
+	if err != nil {
+		return nil, err
+	}
+	comp := opts.Compression
+	if comp == "" {
+		comp = Gzip
+	}
+	mediaType, err := layerMediaType(comp)
+	if err != nil {
+		return nil, err
+	}
+	layers, err := writeLayers(ctx, repo, commit, plan, w, comp, mediaType)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Layers: layers}
+	created := time.Unix(int64(cm.Timestamp), 0).UTC()
+	labels := imageLabels(commit, cm, layers, opts.Labels)
+	cfg := v1.Image{
+		Created:  &created,
+		Platform: v1.Platform{Architecture: runtime.GOARCH, OS: "linux"},
+		Config:   v1.ImageConfig{Labels: labels},
+		RootFS:   v1.RootFS{Type: "layers"},
+	}
+	for _, l := range layers {
+		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, l.DiffID)
+		cfg.History = append(cfg.History, v1.History{Created: &created, CreatedBy: l.CreatedBy})
+	}
+	if res.Config, err = json.Marshal(cfg); err != nil {
+		return nil, err
+	}
+	cfgDesc, err := w.PutBlob(ctx, bytes.NewReader(res.Config), oci.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: digest.FromBytes(res.Config), Size: int64(len(res.Config))})
+	if err != nil {
+		return nil, fmt.Errorf("writing image config: %w", err)
+	}
+	m := v1.Manifest{
+		Versioned:   imgspec.Versioned{SchemaVersion: 2},
+		MediaType:   v1.MediaTypeImageManifest,
+		Config:      oci.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: cfgDesc.Digest, Size: cfgDesc.Size},
+		Annotations: labels,
+	}
+	for _, l := range layers {
+		m.Layers = append(m.Layers, l.Descriptor)
+	}
+	if res.Manifest, err = json.Marshal(m); err != nil {
+		return nil, err
+	}
+	res.ManifestDigest = digest.FromBytes(res.Manifest)
+	if err := w.PutManifest(ctx, res.Manifest, v1.MediaTypeImageManifest); err != nil {
+		return nil, fmt.Errorf("writing manifest: %w", err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("committing image: %w", err)
+	}
+	return res, nil
+}
+
+// Plan is the layer assignment of a commit's content objects.
+type Plan struct {
+	// Rest are the objects of the commit layer (those no component took).
+	Rest Chunk
+	// Components are the component layers, in image order.
+	Components []PlannedLayer
+}
+
+// PlannedLayer is one component layer with its objects.
+type PlannedLayer struct {
+	Layer
+	Chunk Chunk
+}
+
+// PlanLayers attributes the commit's objects to components and packs them
+// into layers.
+func PlanLayers(repo *ostree.Repo, commit ostree.Checksum, opts Options) (*Plan, error) {
+	limit := opts.MaxLayers
+	if limit == 0 {
+		limit = DefaultMaxLayers
+	}
+	objs, err := CommitObjects(repo, commit)
+	if err != nil {
+		return nil, err
+	}
+	comps, err := Attribute(repo, commit, objs, AttributeOptions{ContentMeta: opts.ContentMeta, Warn: opts.Warn})
+	if err != nil {
+		return nil, err
+	}
+	if opts.ContentMeta != "" {
+		// Every listed component gets its layer, as in ostree-ext.
+		limit = max(limit, LayersNeeded(comps))
+	}
+	packed, err := Pack(comps, limit, opts.Prior)
+	if err != nil {
+		return nil, err
+	}
+	byCsum := make(map[ostree.Checksum]ChunkObject, len(objs))
+	for _, o := range objs {
+		byCsum[o.Checksum] = o
+	}
+	plan := &Plan{}
+	for _, l := range packed {
+		pl := PlannedLayer{Layer: l}
+		for _, c := range l.Objects {
+			o, ok := byCsum[c]
+			if !ok {
+				return nil, fmt.Errorf("packing put unknown object %s in layer %q", c, l.Name)
+			}
+			delete(byCsum, c)
+			pl.Chunk.Objects = append(pl.Chunk.Objects, o)
+		}
+		plan.Components = append(plan.Components, pl)
+	}
+	rest := slices.SortedFunc(maps.Keys(byCsum), func(a, b ostree.Checksum) int { return bytes.Compare(a[:], b[:]) })
+	for _, c := range rest {
+		plan.Rest.Objects = append(plan.Rest.Objects, byCsum[c])
+	}
+	return plan, nil
+}
+
+func layerMediaType(c Compression) (string, error) {
+	switch c {
+	case Gzip:
+		return v1.MediaTypeImageLayerGzip, nil
+	case Zstd:
+		return v1.MediaTypeImageLayerZstd, nil
+	}
+	return "", fmt.Errorf("compression %q is not supported (want gzip or zstd)", c)
+}
+
+// writeLayers builds every layer, largest first, on all cores.
+func writeLayers(ctx context.Context, repo *ostree.Repo, commit ostree.Checksum, plan *Plan, w oci.Writer, comp Compression, mediaType string) ([]LayerResult, error) {
+	type job struct {
+		size      int64
+		write     func(io.Writer) error
+		createdBy string
+		annot     map[string]string
+	}
+	cm, err := repo.ReadCommit(commit)
+	if err != nil {
+		return nil, err
+	}
+	createdBy := cm.Subject
+	if createdBy == "" {
+		createdBy = "ostree export of commit " + commit.String()
+	}
+	jobs := []job{{size: chunkSize(plan.Rest), createdBy: createdBy,
+		write: func(w io.Writer) error { return WriteCommitLayer(w, repo, commit, plan.Rest) }}}
+	for _, pl := range plan.Components {
+		jobs = append(jobs, job{size: chunkSize(pl.Chunk), createdBy: pl.Name,
+			annot: map[string]string{ComponentsAnnotation: pl.Annotation()},
+			write: func(w io.Writer) error { return WriteChunkLayer(w, repo, pl.Chunk) }})
+	}
+	order := make([]int, len(jobs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return jobs[order[a]].size > jobs[order[b]].size })
+	results := make([]LayerResult, len(jobs))
+	errs := make([]error, len(jobs))
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for _, i := range order {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			j := jobs[i]
+			desc, diffID, err := writeLayer(ctx, w, j.write, comp, mediaType)
+			if err != nil {
+				errs[i] = fmt.Errorf("layer %d (%s): %w", i, j.createdBy, err)
+				return
+			}
+			desc.Annotations = j.annot
+			results[i] = LayerResult{Descriptor: desc, DiffID: diffID, CreatedBy: j.createdBy}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return results, nil
+}
+
+func chunkSize(c Chunk) int64 {
+	var n int64
+	for _, o := range c.Objects {
+		n += o.Size
+	}
+	return n
+}
+
+// writeLayer streams one tar through the compressor into a blob, hashing the
+// uncompressed bytes for the diff_id.
+func writeLayer(ctx context.Context, w oci.Writer, write func(io.Writer) error, comp Compression, mediaType string) (oci.Descriptor, digest.Digest, error) {
+	pr, pw := io.Pipe()
+	diff := sha256.New()
+	done := make(chan error, 1)
+	go func() {
+		cw, err := newCompressor(pw, comp)
+		if err == nil {
+			bw := bufio.NewWriterSize(io.MultiWriter(cw, diff), 256<<10)
+			err = write(bw)
+			if err == nil {
+				err = bw.Flush()
+			}
+			if cerr := cw.Close(); err == nil {
+				err = cerr
+			}
+		}
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	desc, err := w.PutBlob(ctx, pr, oci.Descriptor{MediaType: mediaType, Size: -1})
+	pr.CloseWithError(io.ErrClosedPipe)
+	if werr := <-done; werr != nil {
+		return desc, "", werr
+	}
+	if err != nil {
+		return desc, "", err
+	}
+	return oci.Descriptor{MediaType: mediaType, Digest: desc.Digest, Size: desc.Size}, digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(diff.Sum(nil))), nil
+}
+
+// newCompressor returns a pinned, deterministic compressor: the same input
+// gives the same bytes with the same library version on any machine.
+func newCompressor(w io.Writer, c Compression) (io.WriteCloser, error) {
+	switch c {
+	case Gzip:
+		// Header without name or mtime; level 6, as `gzip -6` and ostree-ext.
+		return gzip.NewWriterLevel(w, 6)
+	case Zstd:
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	}
+	return nil, fmt.Errorf("compression %q is not supported", c)
+}
+
+// imageLabels are the config labels and manifest annotations of §4.3.
+func imageLabels(commit ostree.Checksum, cm *ostree.Commit, layers []LayerResult, extra map[string]string) map[string]string {
+	l := map[string]string{"ostree.commit": commit.String()}
+	if v := cm.Metadata.String("version"); v != "" {
+		l["org.opencontainers.image.version"] = v
+	}
+	if v, ok := cm.Metadata.Lookup("ostree.bootable"); ok {
+		b, _ := v.Value.(bool)
+		l["ostree.bootable"] = fmt.Sprint(b)
+		l["containers.bootc"] = "1"
+	}
+	if v := cm.Metadata.String("ostree.linux"); v != "" {
+		l["ostree.linux"] = v
+	}
+	maps.Copy(l, extra)
+	l["ostree.final-diffid"] = layers[len(layers)-1].DiffID.String()
+	return l
+}
