@@ -92,7 +92,6 @@ func compareChecksum(a, b ostree.Checksum) int {
 	return strings.Compare(string(a[:]), string(b[:]))
 }
 
-
 // treeIndex answers path questions about a commit from its object list:
 // which object is at a path, which directories exist, and where a path leads
 // once symlinked parents are followed.

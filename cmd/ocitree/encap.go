@@ -168,4 +168,3 @@ func newUnencapsulateCmd() *cobra.Command {
 	cmd.Flags().StringVar(&writeRef, "write-ref", "", "point this ref at the imported commit")
 	return cmd
 }
-
