@@ -8,8 +8,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"io"
 	"maps"
+	"os"
 	"runtime"
 	"slices"
 	"sort"
@@ -272,36 +274,67 @@ func chunkSize(c Chunk) int64 {
 	return n
 }
 
-// writeLayer streams one tar through the compressor into a blob, hashing the
-// uncompressed bytes for the diff_id.
+// writeLayer compresses one tar into a temp file, hashing the uncompressed
+// bytes for the diff_id and the compressed ones for the digest, then hands
+// the file to w. Compressing outside PutBlob lets layers compress in
+// parallel even where the destination takes one blob at a time (oci:).
 func writeLayer(ctx context.Context, w oci.Writer, write func(io.Writer) error, comp Compression, mediaType string) (oci.Descriptor, digest.Digest, error) {
-	pr, pw := io.Pipe()
-	diff := sha256.New()
-	done := make(chan error, 1)
-	go func() {
-		cw, err := newCompressor(pw, comp)
-		if err == nil {
-			bw := bufio.NewWriterSize(io.MultiWriter(cw, diff), 256<<10)
-			err = write(bw)
-			if err == nil {
-				err = bw.Flush()
-			}
-			if cerr := cw.Close(); err == nil {
-				err = cerr
-			}
-		}
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	desc, err := w.PutBlob(ctx, pr, oci.Descriptor{MediaType: mediaType, Size: -1})
-	pr.CloseWithError(io.ErrClosedPipe)
-	if werr := <-done; werr != nil {
-		return desc, "", werr
+	f, err := os.CreateTemp(scratchDir(), "ocitree-layer-*")
+	if err != nil {
+		return oci.Descriptor{}, "", fmt.Errorf("creating a scratch file for the layer: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	diff, blob := sha256.New(), sha256.New()
+	counter := &countingWriter{w: io.MultiWriter(f, blob)}
+	cw, err := newCompressor(counter, comp)
+	if err != nil {
+		return oci.Descriptor{}, "", err
+	}
+	bw := bufio.NewWriterSize(io.MultiWriter(cw, diff), 256<<10)
+	err = write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := cw.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
 	}
 	if err != nil {
-		return desc, "", err
+		return oci.Descriptor{}, "", err
 	}
-	return oci.Descriptor{MediaType: mediaType, Digest: desc.Digest, Size: desc.Size}, digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(diff.Sum(nil))), nil
+	desc := oci.Descriptor{MediaType: mediaType, Digest: sha256Digest(blob), Size: counter.n}
+	got, err := w.PutBlob(ctx, bufio.NewReaderSize(f, 1<<20), desc)
+	if err != nil {
+		return oci.Descriptor{}, "", err
+	}
+	return oci.Descriptor{MediaType: mediaType, Digest: got.Digest, Size: got.Size}, sha256Digest(diff), nil
+}
+
+func sha256Digest(h hash.Hash) digest.Digest {
+	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
+}
+
+// scratchDir is where compressed layers wait for the destination: $TMPDIR
+// when set, else /var/tmp (disk-backed, unlike a tmpfs /tmp), as ostree-ext.
+func scratchDir() string {
+	if d := os.Getenv("TMPDIR"); d != "" {
+		return d
+	}
+	return "/var/tmp"
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // newCompressor returns a pinned, deterministic compressor: the same input
@@ -312,7 +345,7 @@ func newCompressor(w io.Writer, c Compression) (io.WriteCloser, error) {
 		// Header without name or mtime; level 6, as `gzip -6` and ostree-ext.
 		return gzip.NewWriterLevel(w, 6)
 	case Zstd:
-		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	}
 	return nil, fmt.Errorf("compression %q is not supported", c)
 }

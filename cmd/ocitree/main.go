@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -46,7 +47,15 @@ func requireSubcommand(cmd *cobra.Command) {
 }
 
 func main() {
+	if path := os.Getenv("OCITREE_CPUPROFILE"); path != "" {
+		// For performance work: a CPU profile of the whole command.
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	err := newRootCmd().Execute()
+	pprof.StopCPUProfile()
 	if err == nil {
 		return
 	}
