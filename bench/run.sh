@@ -47,6 +47,7 @@ command -v ostree >/dev/null 2>&1 || missing+=(ostree)
 command -v hyperfine >/dev/null 2>&1 || missing+=(hyperfine)
 [ -x /usr/bin/time ] || missing+=(time)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 if [ "${#missing[@]}" -gt 0 ]; then
 	log "installing ${missing[*]}"
 	if ! { apt-get update >&2 && apt-get install -y "${missing[@]}" >&2; }; then
@@ -317,7 +318,42 @@ EOF
 	rm -rf "$C/peer" "$C/ours"
 }
 
-ALL_ROWS=(commit checkout)
+row_encap_gzip() {
+	ensure_source_repos
+	bench_row encap-gzip "tar -c | gzip -6" \
+		"rm -f $qS/peer.tar.gz" \
+		"tar -C $qT -cf - . | gzip -6 > $qS/peer.tar.gz" \
+		"rm -rf $qS/img-gzip" \
+		"$qO encapsulate --repo $qS/ours-src --previous-build none os/v1 oci:$qS/img-gzip:v1" \
+		0.25 300
+	encap_size_note gzip "$S/peer.tar.gz" "$S/img-gzip"
+	rm -rf "$S/peer.tar.gz" "$S/img-gzip"
+}
+
+row_encap_zstd() {
+	ensure_source_repos
+	bench_row encap-zstd "tar -c | zstd -3 -T2" \
+		"rm -f $qS/peer.tar.zst" \
+		"tar -C $qT -cf - . | zstd -3 -T2 -q -c > $qS/peer.tar.zst" \
+		"rm -rf $qS/img-zstd" \
+		"$qO encapsulate --repo $qS/ours-src --previous-build none --compression zstd os/v1 oci:$qS/img-zstd:v1" \
+		1.5 300
+	encap_size_note zstd "$S/peer.tar.zst" "$S/img-zstd"
+	rm -rf "$S/peer.tar.zst" "$S/img-zstd"
+}
+
+# encap_size_note KIND PEER_FILE OCI_DIR: the image's blob bytes (all layers,
+# config, manifest) against the peer's single-layer file.
+encap_size_note() {
+	[ -f "$2" ] && [ -d "$3/blobs" ] || return 0
+	local peer ours layers
+	peer=$(stat -c %s "$2")
+	ours=$(du -sb "$3/blobs" | cut -f1)
+	layers=$(find "$3/blobs/sha256" -type f | wc -l)
+	NOTES+=("- $1 image size: ocitree $ours bytes in $((layers - 2)) layers vs single-layer $peer bytes: $(python3 -c "print(f'{$ours/$peer:.3f}')")× (target for gzip: within 5%)")
+}
+
+ALL_ROWS=(commit checkout encap_gzip encap_zstd)
 
 for row in "${ALL_ROWS[@]}"; do
 	selected "$row" && "row_$row"
