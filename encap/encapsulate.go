@@ -204,10 +204,10 @@ func layerMediaType(c Compression) (string, error) {
 	switch c {
 	case Gzip:
 		return v1.MediaTypeImageLayerGzip, nil
-	case Zstd:
+	case Zstd, ZstdChunked:
 		return v1.MediaTypeImageLayerZstd, nil
 	}
-	return "", fmt.Errorf("compression %q is not supported (want gzip or zstd)", c)
+	return "", fmt.Errorf("compression %q is not supported (want gzip, zstd or zstd:chunked)", c)
 }
 
 // writeLayers builds every layer, largest first, on all cores.
@@ -253,7 +253,7 @@ func writeLayers(ctx context.Context, repo *ostree.Repo, commit ostree.Checksum,
 				errs[i] = fmt.Errorf("layer %d (%s): %w", i, j.createdBy, err)
 				return
 			}
-			desc.Annotations = j.annot
+			desc.Annotations = mergeAnnotations(desc.Annotations, j.annot)
 			results[i] = LayerResult{Descriptor: desc, DiffID: diffID, CreatedBy: j.createdBy}
 		}()
 	}
@@ -310,7 +310,7 @@ func writeLayer(ctx context.Context, w oci.Writer, write func(io.Writer) error, 
 	if err != nil {
 		return oci.Descriptor{}, "", err
 	}
-	return oci.Descriptor{MediaType: mediaType, Digest: got.Digest, Size: got.Size}, sha256Digest(diff), nil
+	return oci.Descriptor{MediaType: mediaType, Digest: got.Digest, Size: got.Size, Annotations: layerAnnotations(cw)}, sha256Digest(diff), nil
 }
 
 func sha256Digest(h hash.Hash) digest.Digest {
@@ -346,6 +346,8 @@ func newCompressor(w io.Writer, c Compression) (io.WriteCloser, error) {
 		return gzip.NewWriterLevel(w, 6)
 	case Zstd:
 		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	case ZstdChunked:
+		return newZstdChunkedCompressor(w)
 	}
 	return nil, fmt.Errorf("compression %q is not supported", c)
 }

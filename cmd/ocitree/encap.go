@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/ocitree/ocitree/encap"
 	"github.com/ocitree/ocitree/oci"
@@ -28,8 +29,10 @@ func newEncapsulateCmd() *cobra.Command {
 			if formatVersion != 1 {
 				return usagef("--format-version %d: only 1 (chunked v1) is written so far", formatVersion)
 			}
-			if compression == "zstd:chunked" {
-				return fmt.Errorf("--compression zstd:chunked is not supported yet; use gzip or zstd")
+			if encap.Compression(compression) == encap.ZstdChunked {
+				// The zstd:chunked TOC stores tar mtimes in time.Local;
+				// UTC keeps the image digest independent of the zone.
+				time.Local = time.UTC
 			}
 			opts := encap.Options{MaxLayers: maxLayers, Compression: encap.Compression(compression), ContentMeta: contentmeta,
 				Labels: map[string]string{}, Warn: func(s string) { fmt.Fprintln(os.Stderr, "warning:", s) }}
@@ -78,7 +81,7 @@ func newEncapsulateCmd() *cobra.Command {
 	f.IntVar(&maxLayers, "max-layers", encap.DefaultMaxLayers, "most layers in the image, the commit layer included")
 	f.StringArrayVar(&labels, "label", nil, "add label KEY=VALUE (repeatable)")
 	f.StringVar(&previous, "previous-build", "", `image whose layer layout to keep; default: the destination if it exists; "none" to turn off`)
-	f.StringVar(&compression, "compression", "gzip", "layer compression: gzip or zstd")
+	f.StringVar(&compression, "compression", "gzip", "layer compression: gzip, zstd or zstd:chunked")
 	f.StringVar(&contentmeta, "contentmeta", "", "component metadata JSON (ostree-ext format)")
 	f.IntVar(&formatVersion, "format-version", 1, "image format version")
 	return cmd
