@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs the real tools the tests run against, when they are missing:
 # ostree (the peer for every store test), python3 (serves a repo over HTTP
-# for `ostree pull`), attr (getfattr/setfattr, handy when a test fails).
+# for `ostree pull`), attr (getfattr/setfattr, handy when a test fails),
+# skopeo and umoci (they must accept the images encapsulate writes).
 set -euo pipefail
 need=()
 command -v ostree >/dev/null 2>&1 || need+=(ostree)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v getfattr >/dev/null 2>&1 || need+=(attr)
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+command -v umoci >/dev/null 2>&1 || need+=(umoci)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "test-deps: missing ${need[*]}; run as root or install them with apt-get" >&2
