@@ -93,11 +93,13 @@ func (o *AttributeOptions) warnf(format string, args ...any) {
 //  2. a dpkg database in the commit (var/lib/dpkg, or usr/share/dpkg/database,
 //     usr/lib/sysimage/dpkg): one component per installed package from
 //     info/*.list and status; see attributeDpkg.
-//  3. otherwise directory groups (see PathGroup). An rpm database
-//     (rpmdb.sqlite, Packages) is detected and reported through opts.Warn:
-//     reading it needs SQLite, which this package does not have yet.
+//  3. an rpm database rpmdb.sqlite (usr/lib/sysimage/rpm, usr/share/rpm,
+//     var/lib/rpm): one component per installed package; see attributeRpm.
+//  4. otherwise directory groups (see PathGroup). An older rpm database
+//     (Berkeley DB Packages, ndb Packages.db), or an rpmdb.sqlite that
+//     cannot be read, is reported through opts.Warn.
 //
-// In 2 and 3 the kernel and initramfs (usr/lib/modules/*/vmlinuz,
+// In 2 to 4 the kernel and initramfs (usr/lib/modules/*/vmlinuz,
 // usr/lib/modules/*/initramfs.img, usr/lib/ostree-boot/vmlinuz-*,
 // initramfs-*) form the Exclusive component "kernel", whoever owns them.
 // An object at several paths owned by different packages goes to the owner
@@ -123,8 +125,10 @@ func Attribute(repo *ostree.Repo, commit ostree.Checksum, objs []ObjectInfo, opt
 	)
 	if admin := findDpkgAdmin(ix); admin != "" {
 		comps, err = attributeDpkg(ix, admin, objs, &opts)
+	} else if db := findRpmdb(ix); strings.HasSuffix(db, "/rpmdb.sqlite") {
+		comps, err = attributeRpm(ix, db, objs, &opts)
 	} else {
-		if db := findRpmdb(ix); db != "" {
+		if db != "" {
 			opts.warnf("%s: rpm database not supported yet; falling back to path-based grouping", db)
 		}
 		comps = attributePaths(objs)

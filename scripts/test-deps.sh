@@ -8,6 +8,8 @@ need=()
 command -v ostree >/dev/null 2>&1 || need+=(ostree)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v getfattr >/dev/null 2>&1 || need+=(attr)
+command -v rpmbuild >/dev/null 2>&1 || need+=(rpm)
+command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v umoci >/dev/null 2>&1 || need+=(umoci)
 [ ${#need[@]} -eq 0 ] && exit 0
