@@ -3,6 +3,7 @@ package encap
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"path"
 	"slices"
@@ -61,6 +62,11 @@ const (
 	KernelComponent = "kernel"
 	// UnpackagedComponent holds the objects no package owns.
 	UnpackagedComponent = "unpackaged"
+	// PackageDatabaseComponent holds the package manager's own database
+	// (dpkg's status, rpmdb.sqlite): it changes with every package update,
+	// so it gets a small component of its own instead of dragging the
+	// (large) unpackaged layer into every update.
+	PackageDatabaseComponent = "package-database"
 )
 
 // AttributeOptions control Attribute.
@@ -164,6 +170,22 @@ func (o *ownership) component(c Component) int {
 	o.comps = append(o.comps, c)
 	o.byName[c.ID()] = len(o.comps) - 1
 	return len(o.comps) - 1
+}
+
+// claimDatabase gives every object below dir (a package database) that no
+// package claims to the PackageDatabaseComponent.
+func (o *ownership) claimDatabase(ix *treeIndex, dir string) {
+	db := -1
+	for _, p := range slices.Sorted(maps.Keys(ix.files)) {
+		c := ix.files[p]
+		if !strings.HasPrefix(p, dir+"/") || len(o.claims[c]) > 0 {
+			continue
+		}
+		if db < 0 {
+			db = o.component(Component{Name: PackageDatabaseComponent, ChangeFrequency: MaxFrequency, ChangeTimeOffset: MaxFrequency})
+		}
+		o.claim(db, c)
+	}
 }
 
 func (o *ownership) claim(comp int, c ostree.Checksum) {

@@ -216,6 +216,15 @@ func attributeDpkg(ix *treeIndex, admin string, objs []ObjectInfo, opts *Attribu
 				o.claim(ci, c)
 			}
 		}
+		// dpkg's own per-package files (info/NAME[:ARCH].list, .md5sums,
+		// scripts) change with the package: they travel with it.
+		for _, prefix := range []string{admin + "/info/" + p.name + ".", admin + "/info/" + p.name + ":" + p.arch + "."} {
+			for f, c := range ix.files {
+				if strings.HasPrefix(f, prefix) {
+					o.claim(ci, c)
+				}
+			}
+		}
 		changes[pi], err = dpkgChangelogDates(ix, p, logs)
 		if err != nil {
 			return nil, fmt.Errorf("dpkg: %w", err)
@@ -225,6 +234,7 @@ func attributeDpkg(ix *treeIndex, admin string, objs []ObjectInfo, opts *Attribu
 		opts.warnf("dpkg: no file list for %d installed packages (%s); their files count as unpackaged",
 			len(noList), strings.Join(noList[:min(len(noList), 5)], ", "))
 	}
+	o.claimDatabase(ix, admin)
 	freq, offset := changeData(changes)
 	for pi, ci := range cis {
 		o.comps[ci].ChangeFrequency = freq[pi]

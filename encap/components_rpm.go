@@ -2,6 +2,7 @@ package encap
 
 import (
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 
@@ -80,6 +81,7 @@ func attributeRpm(ix *treeIndex, db string, objs []ObjectInfo, opts *AttributeOp
 			}
 		}
 	}
+	o.claimDatabase(ix, path.Dir(db))
 	return o.assign(objs, true), nil
 }
 

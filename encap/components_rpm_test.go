@@ -215,7 +215,7 @@ func TestAttributeRpm(t *testing.T) {
 		{"/lib", UnpackagedComponent},
 		{"/usr/etc/passwd", UnpackagedComponent},
 		{"/usr/bin/local-script", UnpackagedComponent},
-		{"/usr/lib/sysimage/rpm/rpmdb.sqlite", UnpackagedComponent},
+		{"/usr/lib/sysimage/rpm/rpmdb.sqlite", PackageDatabaseComponent},
 	} {
 		if got, ok := owner[tc.path]; !ok || got != tc.want {
 			t.Errorf("%s: in %q, want %q", tc.path, got, tc.want)
@@ -227,7 +227,7 @@ func TestAttributeRpm(t *testing.T) {
 		byName[c.Name] = c
 		names = append(names, c.Name)
 	}
-	if want := []string{"alpha", "beta", "gamma", UnpackagedComponent}; !slices.Equal(names, want) {
+	if want := []string{"alpha", "beta", "gamma", PackageDatabaseComponent, UnpackagedComponent}; !slices.Equal(names, want) {
 		t.Errorf("components %q, want %q", names, want)
 	}
 	hours := func(a, b string) uint32 { return uint32(day(a).Sub(day(b)).Hours()) }

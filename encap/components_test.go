@@ -142,8 +142,9 @@ func TestAttributeDpkg(t *testing.T) {
 		{"/sbin", UnpackagedComponent},
 		{"/usr/etc/passwd", UnpackagedComponent},
 		{"/usr/bin/local-script", UnpackagedComponent},
-		{"/var/lib/dpkg/status", UnpackagedComponent},
-		{"/var/lib/dpkg/info/oldpkg.list", UnpackagedComponent},
+		{"/var/lib/dpkg/status", PackageDatabaseComponent},           // changes with every update: small layer of its own
+		{"/var/lib/dpkg/info/oldpkg.list", PackageDatabaseComponent}, // a package that is not installed
+		{"/var/lib/dpkg/info/coreutils.list", "coreutils"},           // dpkg's files of a package travel with it
 	} {
 		if got := owner[tc.path]; got != tc.want {
 			t.Errorf("%s: in %q, want %q", tc.path, got, tc.want)
@@ -155,7 +156,7 @@ func TestAttributeDpkg(t *testing.T) {
 		byName[c.Name] = c
 		names = append(names, c.Name)
 	}
-	wantNames := []string{"coreutils", "hostname-ng", KernelComponent, "libc6", "linux-image-6.1.0-test", UnpackagedComponent}
+	wantNames := []string{"coreutils", "hostname-ng", KernelComponent, "libc6", "linux-image-6.1.0-test", PackageDatabaseComponent, UnpackagedComponent}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("components %q, want %q", names, wantNames)
 	}
@@ -464,7 +465,7 @@ func TestAttributeEnrich(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range comps {
-		if c.Name == "libc6" && (c.Identifier != "libc6-custom" || c.SrcID != "glibc-src" || c.ChangeFrequency != 40 || c.ChangeTimeOffset != 7 || len(c.Objects) != 3) {
+		if c.Name == "libc6" && (c.Identifier != "libc6-custom" || c.SrcID != "glibc-src" || c.ChangeFrequency != 40 || c.ChangeTimeOffset != 7 || len(c.Objects) != 4) { // 3 files + its dpkg .list
 			t.Errorf("libc6 not enriched: %+v", c)
 		}
 	}

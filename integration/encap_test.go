@@ -654,7 +654,8 @@ func TestEncapReproducible(t *testing.T) {
 // dpkgOwners returns, per DpkgOS tree path (files and symlinks), the
 // layer component it must land in: "kernel" for the kernel and initramfs,
 // else the first (by name) installed package whose .list names a path with
-// the same content object, else "unpackaged".
+// the same content object (or whose dpkg info files hold it), else
+// "package-database" for the rest of var/lib/dpkg, else "unpackaged".
 func dpkgOwners(t *testing.T, src string) map[string]string {
 	t.Helper()
 	entries, err := fixtures.Scan(src)
@@ -686,6 +687,22 @@ func dpkgOwners(t *testing.T, src string) map[string]string {
 				}
 			}
 		}
+		// dpkg's own files of the package (info/PKG.list, .md5sums, ...)
+		// travel with it.
+		for _, e := range entries {
+			if e.Type != 'd' && (strings.HasPrefix(e.Path, "var/lib/dpkg/info/"+pkg+".") || strings.HasPrefix(e.Path, "var/lib/dpkg/info/"+pkg+":amd64.")) {
+				if _, taken := claims[object(e)]; !taken {
+					claims[object(e)] = pkg
+				}
+			}
+		}
+	}
+	// The rest of the dpkg database is the package-database component.
+	database := map[string]bool{}
+	for _, e := range entries {
+		if e.Type != 'd' && strings.HasPrefix(e.Path, "var/lib/dpkg/") && claims[object(e)] == "" {
+			database[object(e)] = true
+		}
 	}
 	owners := map[string]string{}
 	for _, e := range entries {
@@ -698,6 +715,8 @@ func dpkgOwners(t *testing.T, src string) map[string]string {
 			owners[e.Path] = "kernel"
 		case claims[object(e)] != "":
 			owners[e.Path] = claims[object(e)]
+		case database[object(e)]:
+			owners[e.Path] = "package-database"
 		default:
 			owners[e.Path] = "unpackaged"
 		}
@@ -713,7 +732,7 @@ func dpkgOwners(t *testing.T, src string) map[string]string {
 func checkDpkgLayers(t *testing.T, img ociImage, src string) [][]string {
 	t.Helper()
 	comps := img.components(t)
-	known := append(fixtures.DpkgOSPackages(), "kernel", "unpackaged")
+	known := append(fixtures.DpkgOSPackages(), "kernel", "package-database", "unpackaged")
 	seen := map[string]int{}
 	empty := 0
 	for i, c := range comps[1:] {
@@ -782,8 +801,8 @@ func checkDpkgLayers(t *testing.T, img ociImage, src string) [][]string {
 // TestEncapChunkingDpkg checks the component layers of a DpkgOS image and
 // their stability: after one package is updated and committed to the same
 // branch, encapsulating to the same image reference reuses its layout, and
-// only the commit layer, the layer of that package and the layer holding
-// the dpkg database (unpackaged content) change.
+// only the commit layer, the layer of that package and the package-database
+// layer (dpkg's status file) change.
 func TestEncapChunkingDpkg(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -834,12 +853,12 @@ func TestEncapChunkingDpkg(t *testing.T) {
 					t.Errorf("layer %d: components %v, previous build %v: the layout was not reused", i, comps2[i], comps1[i])
 				}
 			}
-			wantChanged := []int{0, layerOf(comps1, bumpedPackage), layerOf(comps1, "unpackaged")}
+			wantChanged := []int{0, layerOf(comps1, bumpedPackage), layerOf(comps1, "package-database")}
 			for i := range img1.manifest.Layers {
 				l1, l2 := img1.manifest.Layers[i], img2.manifest.Layers[i]
 				changed := l1.Digest != l2.Digest
 				if changed != slices.Contains(wantChanged, i) {
-					t.Errorf("layer %d %v: changed=%v (%s -> %s); only layers %v (commit, %s, unpackaged with the dpkg database) should change",
+					t.Errorf("layer %d %v: changed=%v (%s -> %s); only layers %v (commit, %s, package-database) should change",
 						i, comps1[i], changed, l1.Digest, l2.Digest, wantChanged, bumpedPackage)
 				}
 			}
