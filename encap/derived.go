@@ -42,7 +42,6 @@ import (
 	"io"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -75,12 +74,6 @@ const (
 // derivedKeepDirs are top-level directories kept empty: the directory entry
 // itself is applied, its children are dropped.
 var derivedKeepDirs = map[string]bool{"run": true, "tmp": true, "proc": true, "sys": true, "dev": true}
-
-// derivedEmptyFiles holds checksums of content objects known to be empty
-// regular files (recorded as they are written). A checksum names its content
-// in every repository, so this never goes stale; WriteMergeCommit uses it for
-// objects staged in a transaction, which cannot be read back yet.
-var derivedEmptyFiles sync.Map // ostree.Checksum -> struct{}
 
 // derivedApplier is the state of one ApplyDerivedLayer call.
 type derivedApplier struct {
@@ -256,9 +249,6 @@ func (a *derivedApplier) entry(hdr *tar.Header, tr *tar.Reader) error {
 		meta := &ostree.FileMeta{UID: uint32(hdr.Uid), GID: uint32(hdr.Gid), Mode: 0o100000 | perm, Xattrs: xattrs}
 		if c, err = a.txn.WriteContent(meta, tr, hdr.Size); err != nil {
 			return err
-		}
-		if hdr.Size == 0 {
-			derivedEmptyFiles.Store(c, struct{}{})
 		}
 		a.stats.Files++
 	case tar.TypeSymlink:
@@ -589,14 +579,10 @@ func removeEmptyLeftovers(txn *ostree.Txn, tree *ostree.MutableTree) error {
 	return nil
 }
 
-// isEmptyRegular reports whether content object c is an empty regular
-// file. An object only staged in txn is known when ApplyDerivedLayer wrote
-// it; any other staged object counts as not empty.
+// isEmptyRegular reports whether content object c (staged in txn or
+// stored) is an empty regular file.
 func isEmptyRegular(txn *ostree.Txn, c ostree.Checksum) (bool, error) {
-	if _, ok := derivedEmptyFiles.Load(c); ok {
-		return true, nil
-	}
-	content, err := txn.Repo().OpenContent(c)
+	content, err := txn.OpenContent(c)
 	if err != nil {
 		var missing *ostree.MissingObjectError
 		if errors.As(err, &missing) {

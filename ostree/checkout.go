@@ -119,7 +119,13 @@ func (co *checkouter) dir(pfd int, name string, tree, meta Checksum) error {
 	if err != nil {
 		return err
 	}
-	if err := unix.Mkdirat(pfd, name, 0o700); err != nil {
+	// Created 0700 and chmodded once filled (a 0555 directory could not be
+	// filled), except in user mode when mkdir can give the final mode.
+	perm, final := uint32(0o700), co.mkdirFinal(dm)
+	if final {
+		perm = dm.Mode & modePermMask
+	}
+	if err := unix.Mkdirat(pfd, name, perm); err != nil {
 		return fmt.Errorf("mkdir %s: %w", name, err)
 	}
 	fd, err := unix.Openat(pfd, name, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
@@ -153,7 +159,18 @@ func (co *checkouter) dir(pfd int, name string, tree, meta Checksum) error {
 			return fmt.Errorf("%s/%w", name, wrapName(dt.Dirs[i].Name, err))
 		}
 	}
+	if final {
+		return nil
+	}
 	return co.applyDirMeta(fd, dm)
+}
+
+// mkdirFinal reports whether mkdir can create the directory with its final
+// mode: user mode, owner-writable and searchable, no bit the umask clears
+// and no setgid/sticky (which mkdir may not keep).
+func (co *checkouter) mkdirFinal(dm *DirMeta) bool {
+	perm := dm.Mode & modePermMask
+	return co.opts.UserMode && perm&0o700 == 0o700 && perm&0o7000 == 0 && perm&co.r.umask == 0
 }
 
 func wrapName(name string, err error) error { return fmt.Errorf("%s: %w", name, err) }

@@ -28,14 +28,20 @@ func (nopReadCloser) Close() error { return nil }
 
 // OpenContent opens a content object and returns its metadata and payload.
 func (r *Repo) OpenContent(c Checksum) (*Content, error) {
+	return r.openContentAt(r.objFd, c)
+}
+
+// openContentAt opens content object c stored below dfd (objects/ or a
+// transaction's staging directory).
+func (r *Repo) openContentAt(dfd int, c Checksum) (*Content, error) {
 	rel := objectRelPath(c, ObjFile, r.mode)
 	switch r.mode {
 	case ModeArchive:
-		return r.openFilez(c, rel)
+		return r.openFilez(dfd, c, rel)
 	case ModeBare, ModeBareUserOnly:
-		return r.openBare(c, rel)
+		return r.openBare(dfd, c, rel)
 	case ModeBareUser:
-		return r.openBareUser(c, rel)
+		return r.openBareUser(dfd, c, rel)
 	}
 	return nil, fmt.Errorf("unsupported mode %s", r.mode)
 }
@@ -47,9 +53,9 @@ func (r *Repo) missingOr(c Checksum, err error) error {
 	return fmt.Errorf("reading %s: %w", r.objectPath(c, ObjFile), err)
 }
 
-func (r *Repo) openBare(c Checksum, rel string) (*Content, error) {
+func (r *Repo) openBare(dfd int, c Checksum, rel string) (*Content, error) {
 	var st unix.Stat_t
-	if err := unix.Fstatat(r.objFd, rel, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := unix.Fstatat(dfd, rel, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return nil, r.missingOr(c, err)
 	}
 	meta := &FileMeta{UID: st.Uid, GID: st.Gid, Mode: st.Mode}
@@ -57,13 +63,13 @@ func (r *Repo) openBare(c Checksum, rel string) (*Content, error) {
 		meta.UID, meta.GID = 0, 0
 	}
 	if st.Mode&modeTypeMask == modeLnk {
-		target, err := readlinkAt(r.objFd, rel)
+		target, err := readlinkAt(dfd, rel)
 		if err != nil {
 			return nil, r.missingOr(c, err)
 		}
 		meta.Target = target
 		if r.mode == ModeBare {
-			if meta.Xattrs, err = listXattrsPath("/proc/self/fd/" + strconv.Itoa(r.objFd) + "/" + rel); err != nil {
+			if meta.Xattrs, err = listXattrsPath("/proc/self/fd/" + strconv.Itoa(dfd) + "/" + rel); err != nil {
 				return nil, r.missingOr(c, err)
 			}
 		}
@@ -72,7 +78,7 @@ func (r *Repo) openBare(c Checksum, rel string) (*Content, error) {
 	if st.Mode&modeTypeMask != modeReg {
 		return nil, fmt.Errorf("%s: not a regular file or symlink", r.objectPath(c, ObjFile))
 	}
-	fd, err := unix.Openat(r.objFd, rel, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	fd, err := unix.Openat(dfd, rel, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, r.missingOr(c, err)
 	}
@@ -85,8 +91,8 @@ func (r *Repo) openBare(c Checksum, rel string) (*Content, error) {
 	return &Content{Meta: meta, Size: st.Size, Payload: os.NewFile(uintptr(fd), rel)}, nil
 }
 
-func (r *Repo) openBareUser(c Checksum, rel string) (*Content, error) {
-	fd, err := unix.Openat(r.objFd, rel, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+func (r *Repo) openBareUser(dfd int, c Checksum, rel string) (*Content, error) {
+	fd, err := unix.Openat(dfd, rel, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, r.missingOr(c, err)
 	}
@@ -144,8 +150,8 @@ func decodeUserMeta(b []byte) (*FileMeta, error) {
 	return dm, nil
 }
 
-func (r *Repo) openFilez(c Checksum, rel string) (*Content, error) {
-	fd, err := unix.Openat(r.objFd, rel, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+func (r *Repo) openFilez(dfd int, c Checksum, rel string) (*Content, error) {
+	fd, err := unix.Openat(dfd, rel, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, r.missingOr(c, err)
 	}

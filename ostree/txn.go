@@ -351,3 +351,15 @@ func (t *Txn) WriteDetachedMetadata(commit Checksum, md Metadata) error {
 	t.markStaged(name, int64(len(b)))
 	return nil
 }
+
+// OpenContent opens a content object staged in this transaction or already
+// in the repository.
+func (t *Txn) OpenContent(c Checksum) (*Content, error) {
+	t.mu.Lock()
+	_, staged := t.staged[ObjectName{c, ObjFile}]
+	t.mu.Unlock()
+	if !staged {
+		return t.r.OpenContent(c)
+	}
+	return t.r.openContentAt(t.stageFd, c)
+}
