@@ -2,7 +2,8 @@
 # Installs the real tools the tests run against, when they are missing:
 # ostree (the peer for every store test), python3 (serves a repo over HTTP
 # for `ostree pull`), attr (getfattr/setfattr, handy when a test fails),
-# skopeo and umoci (they must accept the images encapsulate writes).
+# skopeo and umoci (they must accept the images encapsulate writes),
+# docker-registry (a real registry for `image pull`).
 set -euo pipefail
 need=()
 command -v ostree >/dev/null 2>&1 || need+=(ostree)
@@ -12,6 +13,7 @@ command -v rpmbuild >/dev/null 2>&1 || need+=(rpm)
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v umoci >/dev/null 2>&1 || need+=(umoci)
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "test-deps: missing ${need[*]}; run as root or install them with apt-get" >&2

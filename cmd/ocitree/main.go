@@ -27,7 +27,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRepoCmd(), newEncapsulateCmd(), newUnencapsulateCmd())
+	root.AddCommand(newRepoCmd(), newEncapsulateCmd(), newUnencapsulateCmd(), newImageCmd())
 	requireSubcommand(root)
 	return root
 }

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/ocitree/ocitree/encap"
+	"github.com/ocitree/ocitree/oci"
+	"github.com/ocitree/ocitree/ostree"
+	"github.com/spf13/cobra"
+)
+
+func newImageCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Pull and list container images stored in a repository",
+	}
+	cmd.AddCommand(newImagePullCmd(), newImageListCmd())
+	requireSubcommand(cmd)
+	return cmd
+}
+
+func newImagePullCmd() *cobra.Command {
+	var (
+		repo         string
+		check, quiet bool
+		tlsVerify    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "pull --repo DIR IMGREF [--check] [--quiet]",
+		Short: "Pull an ostree container image into a repository; prints the merge commit",
+		Long: `Pull an ostree container image into a repository; prints the merge commit.
+
+Layers already stored (ostree/container/blob/ refs) are not downloaded again;
+the image ref ostree/container/image/<IMGREF escaped> points at the merge
+commit. With --check only the manifest and config are fetched and the layers
+and bytes a pull would download are printed; nothing is written.`,
+		Example: `  ocitree image pull --repo /srv/repo docker://quay.io/example/os:stable
+  ocitree image pull --repo /srv/repo --check ostree-unverified-registry:quay.io/example/os:stable`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			src, err := oci.ParseRef(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			if src.Signature == oci.OstreeRemote {
+				// The commit's signature would have to be checked against the
+				// remote's keys; refuse rather than import it unverified.
+				return usagef("%s: ostree-remote-image/ostree-remote-registry references are not supported by image pull yet", args[0])
+			}
+			r, err := ostree.Open(repo)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			var opts []oci.Option
+			if !tlsVerify {
+				opts = append(opts, oci.WithInsecureSkipTLSVerify(true))
+			}
+			ctx := context.Background()
+			rd, err := oci.NewReader(ctx, src, opts...)
+			if err != nil {
+				return err
+			}
+			defer rd.Close()
+			res, err := encap.PullImage(ctx, r, rd, src.ImageString(), encap.PullOptions{Check: check})
+			if err != nil {
+				return err
+			}
+			status := fmt.Sprintf("layers already present: %d; layers needed: %d (%d bytes)", res.LayersPresent, res.LayersFetched, res.BytesFetched)
+			if check {
+				fmt.Println(status)
+				return nil
+			}
+			if !quiet {
+				if res.AlreadyPresent {
+					fmt.Fprintf(os.Stderr, "image %s is already stored (%s)\n", src.ImageString(), res.ManifestDigest)
+				} else {
+					fmt.Fprintln(os.Stderr, status)
+				}
+			}
+			fmt.Println(res.MergeCommit)
+			return nil
+		},
+	}
+	repoFlag(cmd, &repo)
+	f := cmd.Flags()
+	f.BoolVar(&check, "check", false, "only fetch the manifest and config and print what would be downloaded")
+	f.BoolVarP(&quiet, "quiet", "q", false, "print only the merge commit")
+	f.BoolVar(&tlsVerify, "tls-verify", true, "verify registry TLS certificates (false also allows plain HTTP)")
+	f.MarkHidden("tls-verify")
+	return cmd
+}
+
+func newImageListCmd() *cobra.Command {
+	var repo, format string
+	cmd := &cobra.Command{
+		Use:     "list --repo DIR [--format table|json]",
+		Short:   "List the images stored in a repository",
+		Example: "  ocitree image list --repo /srv/repo --format json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "table" && format != "json" {
+				return usagef("--format %q: want table or json", format)
+			}
+			r, err := ostree.Open(repo)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			imgs, err := encap.ListImages(r)
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				if imgs == nil {
+					imgs = []encap.ImageInfo{}
+				}
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(imgs)
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
+			fmt.Fprintln(tw, "IMAGE\tVERSION\tCREATED\tMANIFEST DIGEST\tMERGE COMMIT")
+			for _, i := range imgs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", i.ImageRef, dash(i.Version), dash(i.Created), i.ManifestDigest, i.MergeCommit)
+			}
+			return tw.Flush()
+		},
+	}
+	repoFlag(cmd, &repo)
+	cmd.Flags().StringVar(&format, "format", "table", "table or json")
+	return cmd
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

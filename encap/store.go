@@ -1,0 +1,638 @@
+package encap
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/ocitree/ocitree/oci"
+	"github.com/ocitree/ocitree/ostree"
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Ref namespaces of the image store (spec §5.1).
+const (
+	// BlobRefPrefix + EscapeRef(layer digest) points at a pulled ostree
+	// layer: the synthetic object-set commit of a component layer, or the
+	// original commit for the commit layer.
+	BlobRefPrefix = "ostree/container/blob/"
+	// ImageRefPrefix + EscapeRef(image reference) points at an image's
+	// merge commit.
+	ImageRefPrefix = "ostree/container/image/"
+	// BaseImageRefPrefix holds further GC roots (bootc's base images).
+	BaseImageRefPrefix = "ostree/container/baseimage/"
+)
+
+// gcRootPrefixes are the ref namespaces whose commits' manifests keep
+// layer refs alive (§5.10), besides ImageRefPrefix.
+var gcRootPrefixes = []string{"ostree/0/", "ostree/1/", "rpmostree/base/", BaseImageRefPrefix}
+
+// DefaultPullParallelism is how many ostree layers PullImage fetches at once.
+const DefaultPullParallelism = 2
+
+// PullOptions control PullImage.
+type PullOptions struct {
+	// Check fetches only the manifest and config and reports what a pull
+	// would download; nothing is written.
+	Check bool
+	// Parallel is how many ostree layers are fetched at once
+	// (DefaultPullParallelism when 0).
+	Parallel int
+	// Derived is passed to ApplyDerivedLayer for derived layers.
+	Derived DerivedOptions
+	// NoGC leaves unreferenced layer refs in place after the pull.
+	NoGC bool
+}
+
+// PullResult says what PullImage did (or, with Check, would do).
+type PullResult struct {
+	// MergeCommit is the commit the image ref points at (zero with Check).
+	MergeCommit ostree.Checksum
+	// BaseCommit is the image's ostree commit (zero with Check unless its
+	// layer is present).
+	BaseCommit     ostree.Checksum
+	ManifestDigest digest.Digest
+	// AlreadyPresent: the image ref already held this manifest (or this
+	// config); nothing was fetched.
+	AlreadyPresent bool
+	// LayersFetched and BytesFetched count the layer blobs downloaded (with
+	// Check: those that would be), derived layers included; bytes are the
+	// compressed blob sizes from the manifest.
+	LayersFetched int
+	BytesFetched  int64
+	// LayersPresent counts the layers whose blob ref existed already.
+	LayersPresent int
+	// GCRemoved counts layer refs removed by the layer GC after the pull.
+	GCRemoved int
+}
+
+// ImageRefName returns the ref under which the image imgref (a plain image
+// reference in display form, e.g. docker://quay.io/x/y:tag) is stored.
+func ImageRefName(imgref string) (string, error) {
+	e, err := EscapeRef(imgref)
+	if err != nil {
+		return "", err
+	}
+	return ImageRefPrefix + e, nil
+}
+
+// BlobRefName returns the ref of a pulled layer blob.
+func BlobRefName(d digest.Digest) (string, error) {
+	if err := d.Validate(); err != nil {
+		return "", fmt.Errorf("layer digest %q: %w", d, err)
+	}
+	e, err := EscapeRef(d.String())
+	if err != nil {
+		return "", err
+	}
+	return BlobRefPrefix + e, nil
+}
+
+// readRefMaybe resolves a ref; ok is false when it does not exist.
+func readRefMaybe(repo *ostree.Repo, name string) (ostree.Checksum, bool, error) {
+	c, err := repo.ReadRef(name)
+	if errors.Is(err, ostree.ErrRefNotFound) {
+		return ostree.Checksum{}, false, nil
+	}
+	if err != nil {
+		return ostree.Checksum{}, false, err
+	}
+	return c, true, nil
+}
+
+// layerState is one ostree layer of the image being pulled.
+type layerState struct {
+	index  int
+	desc   v1.Descriptor
+	diffID digest.Digest
+	ref    string
+	commit ostree.Checksum
+	have   bool
+}
+
+// PullImage imports the ostree container image r reads into repo and
+// points the image ref for imgref (ImageRefName) at its merge commit
+// (spec §5.3–§5.7, §5.9, §5.10).
+//
+// Ostree layers whose blob ref exists are not fetched. Missing ones are
+// fetched Parallel at a time, each streamed (no temporary copy), verified
+// (blob digest, diff_id, every object checksum) and imported in a
+// transaction of its own that also writes its blob ref: a component layer's
+// ref points at a synthetic object-set commit (§5.6), the commit layer's
+// ref at the image's ostree commit, checked complete first. So layers that
+// finished survive an interrupted pull and a ref never points at partial
+// content. Derived layers are then applied in manifest order onto the base
+// commit's tree and the merge commit is written, in one more transaction
+// that sets the image ref. Derived layers get no blob refs yet, so every
+// derived layer is fetched on each pull that is not AlreadyPresent.
+//
+// Unless NoGC, layer refs that no stored image's manifest lists are deleted
+// afterwards (objects are not pruned). A GC running while another process
+// pulls may delete the layer refs of that pull (ostree-ext has the same
+// race); the objects stay until a prune and the next pull fetches them again.
+func PullImage(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref string, opts PullOptions) (*PullResult, error) {
+	imageRef, err := ImageRefName(imgref)
+	if err != nil {
+		return nil, fmt.Errorf("image reference %q: %w", imgref, err)
+	}
+	mb, _, err := r.Manifest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cb, err := r.Config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	layout, err := ParseImageLayout(mb, cb)
+	if err != nil {
+		return nil, err
+	}
+	res := &PullResult{ManifestDigest: digest.FromBytes(mb)}
+
+	// §5.3 step 3: the same image is stored already.
+	if prev, ok, err := readRefMaybe(repo, imageRef); err != nil {
+		return nil, err
+	} else if ok {
+		same, err := sameImage(repo, prev, res.ManifestDigest, layout.Manifest.Config.Digest)
+		if err != nil {
+			return nil, err
+		}
+		if same {
+			res.AlreadyPresent = true
+			res.LayersPresent = len(layout.Manifest.Layers)
+			if !opts.Check {
+				res.MergeCommit = prev
+				if cm, err := repo.ReadCommit(prev); err == nil {
+					res.BaseCommit = cm.Parent
+				}
+			}
+			return res, nil
+		}
+	}
+
+	var ostreeLayers []*layerState
+	for i := 0; i < layout.OstreeLayers; i++ {
+		desc := layout.Manifest.Layers[i]
+		ref, err := BlobRefName(desc.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("layer %d: %w", i, err)
+		}
+		c, ok, err := readRefMaybe(repo, ref)
+		if err != nil {
+			return nil, err
+		}
+		ostreeLayers = append(ostreeLayers, &layerState{index: i, desc: desc, diffID: layout.Config.RootFS.DiffIDs[i], ref: ref, commit: c, have: ok})
+	}
+	var missing []*layerState
+	for _, l := range ostreeLayers {
+		if l.have {
+			res.LayersPresent++
+		} else {
+			missing = append(missing, l)
+		}
+	}
+	if ostreeLayers[0].have {
+		res.BaseCommit = ostreeLayers[0].commit
+	}
+	derived := layout.Manifest.Layers[layout.OstreeLayers:]
+	count := append(append([]v1.Descriptor{}, descs(missing)...), derived...)
+	for _, d := range count {
+		res.LayersFetched++
+		if d.Size > 0 {
+			res.BytesFetched += d.Size
+		}
+	}
+	if opts.Check {
+		return res, nil
+	}
+
+	if err := fetchOstreeLayers(ctx, repo, r, missing, opts.Parallel); err != nil {
+		return nil, err
+	}
+	base := ostreeLayers[0].commit
+	if layout.Commit != "" && layout.Commit != base.String() {
+		return nil, fmt.Errorf("image label ostree.commit=%s but its commit layer carries %s", layout.Commit, base)
+	}
+	res.BaseCommit = base
+
+	merge, err := writeMerge(ctx, repo, r, layout, derived, base, res.ManifestDigest, mb, cb, imageRef, opts.Derived)
+	if err != nil {
+		return nil, err
+	}
+	res.MergeCommit = merge
+	if !opts.NoGC {
+		n, err := GCImageLayers(repo)
+		if err != nil {
+			return res, fmt.Errorf("image stored, but layer GC failed: %w", err)
+		}
+		res.GCRemoved = n
+	}
+	return res, nil
+}
+
+func descs(ls []*layerState) []v1.Descriptor {
+	out := make([]v1.Descriptor, len(ls))
+	for i, l := range ls {
+		out[i] = l.desc
+	}
+	return out
+}
+
+// sameImage reports whether the merge commit prev was made from the
+// manifest md or an image with config digest cfg.
+func sameImage(repo *ostree.Repo, prev ostree.Checksum, md, cfg digest.Digest) (bool, error) {
+	cm, err := repo.ReadCommit(prev)
+	if err != nil {
+		return false, err
+	}
+	if cm.Metadata.String(mergeMetaManifestDigest) == md.String() {
+		return true, nil
+	}
+	var m v1.Manifest
+	if s := cm.Metadata.String(mergeMetaManifest); s != "" && json.Unmarshal([]byte(s), &m) == nil {
+		return m.Config.Digest != "" && m.Config.Digest == cfg, nil
+	}
+	return false, nil
+}
+
+// fetchOstreeLayers imports the missing ostree layers, parallel at a time,
+// each in its own transaction. The commit layer's transaction is committed
+// only after every component layer is, so that VerifyCommitComplete sees
+// their objects. On the first error the other fetches are cancelled.
+func fetchOstreeLayers(ctx context.Context, repo *ostree.Repo, r oci.Reader, missing []*layerState, parallel int) error {
+	if len(missing) == 0 {
+		return nil
+	}
+	if parallel <= 0 {
+		parallel = DefaultPullParallelism
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		sem        = make(chan struct{}, parallel)
+		wg         sync.WaitGroup
+		compWG     sync.WaitGroup
+		mu         sync.Mutex
+		firstErr   error
+		compFailed bool
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+		cancel()
+	}
+	// Components first, the commit layer last (§5.5); it may run
+	// alongside the last components.
+	order := append([]*layerState{}, missing...)
+	sort.SliceStable(order, func(i, j int) bool { return order[i].index != 0 && order[j].index == 0 })
+	for _, l := range order {
+		if l.index != 0 {
+			compWG.Add(1)
+		}
+	}
+	for _, l := range order {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func(l *layerState) {
+			defer wg.Done()
+			var err error
+			if l.index == 0 {
+				err = importCommitLayerBlob(ctx, repo, r, l, sem, func() bool {
+					compWG.Wait()
+					mu.Lock()
+					defer mu.Unlock()
+					return !compFailed
+				})
+			} else {
+				err = importChunkLayerBlob(ctx, repo, r, l)
+				if err != nil {
+					mu.Lock()
+					compFailed = true
+					mu.Unlock()
+				}
+				compWG.Done()
+				<-sem
+			}
+			if err != nil {
+				fail(fmt.Errorf("layer %d (%s): %w", l.index, l.desc.Digest, err))
+			}
+		}(l)
+	}
+	// Layers never started (cancelled) still count down for the commit layer.
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// importChunkLayerBlob fetches one component layer and commits it with its
+// object-set commit and blob ref.
+func importChunkLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, l *layerState) error {
+	txn, err := repo.Begin()
+	if err != nil {
+		return err
+	}
+	defer txn.Abort()
+	im := newImporter(txn, false)
+	if err := importLayerBlob(ctx, r, l.desc, l.diffID, im.run); err != nil {
+		return err
+	}
+	objs := make([]ostree.Checksum, 0, len(im.files))
+	for c := range im.files {
+		objs = append(objs, c)
+	}
+	c, err := writeObjectSetCommit(txn, objs)
+	if err != nil {
+		return err
+	}
+	if err := txn.SetRef(l.ref, &c); err != nil {
+		return err
+	}
+	if err := txn.Commit(); err != nil {
+		return err
+	}
+	l.commit, l.have = c, true
+	return nil
+}
+
+// importCommitLayerBlob fetches the commit layer; before committing it
+// releases its slot in sem and calls wait, which reports whether every
+// component layer was imported.
+func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, l *layerState, sem chan struct{}, wait func() bool) error {
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			<-sem
+		}
+	}
+	defer release()
+	txn, err := repo.Begin()
+	if err != nil {
+		return err
+	}
+	defer txn.Abort()
+	var commit ostree.Checksum
+	err = importLayerBlob(ctx, r, l.desc, l.diffID, func(tr io.Reader) error {
+		c, err := ImportCommitLayer(txn, tr)
+		commit = c
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	release()
+	if !wait() {
+		return errors.New("not committed: a component layer failed")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := VerifyCommitComplete(txn, commit); err != nil {
+		return err
+	}
+	if err := txn.SetRef(l.ref, &commit); err != nil {
+		return err
+	}
+	if err := txn.Commit(); err != nil {
+		return err
+	}
+	l.commit, l.have = commit, true
+	return nil
+}
+
+// writeObjectSetCommit writes the synthetic commit of a component layer
+// (§5.6): a root dirtree with one file per object named by its checksum,
+// root dirmeta 0/0/040755 without xattrs, no parent, subject, body or
+// metadata, timestamp 0.
+func writeObjectSetCommit(txn *ostree.Txn, objs []ostree.Checksum) (ostree.Checksum, error) {
+	var zero ostree.Checksum
+	mb, err := (&ostree.DirMeta{UID: 0, GID: 0, Mode: 0o40755}).Encode()
+	if err != nil {
+		return zero, err
+	}
+	meta, err := txn.WriteMetadata(ostree.ObjDirMeta, mb)
+	if err != nil {
+		return zero, err
+	}
+	root := ostree.NewMutableTree()
+	root.SetMeta(meta)
+	for _, o := range objs {
+		if err := root.SetFile(o.String(), o); err != nil {
+			return zero, err
+		}
+	}
+	tree, err := txn.WriteTree(root)
+	if err != nil {
+		return zero, err
+	}
+	cb, err := (&ostree.Commit{RootTree: tree, RootMeta: meta}).Encode()
+	if err != nil {
+		return zero, err
+	}
+	return txn.WriteMetadata(ostree.ObjCommit, cb)
+}
+
+// writeMerge applies the derived layers onto the base tree and writes the
+// merge commit and the image ref in one transaction.
+func writeMerge(ctx context.Context, repo *ostree.Repo, r oci.Reader, layout *ImageLayout, derived []v1.Descriptor, base ostree.Checksum, md digest.Digest, mb, cb []byte, imageRef string, dopts DerivedOptions) (ostree.Checksum, error) {
+	var zero ostree.Checksum
+	bc, err := repo.ReadCommit(base)
+	if err != nil {
+		return zero, err
+	}
+	txn, err := repo.Begin()
+	if err != nil {
+		return zero, err
+	}
+	defer txn.Abort()
+	tree := ostree.NewMutableTreeFrom(repo, bc.RootTree, bc.RootMeta)
+	for j, desc := range derived {
+		i := layout.OstreeLayers + j
+		err := importLayerBlob(ctx, r, desc, layout.Config.RootFS.DiffIDs[i], func(tr io.Reader) error {
+			_, err := ApplyDerivedLayer(txn, tree, tr, dopts)
+			return err
+		})
+		if err != nil {
+			return zero, fmt.Errorf("derived layer %d (%s): %w", i, desc.Digest, err)
+		}
+	}
+	merge, err := WriteMergeCommit(txn, tree, base, md.String(), mb, cb)
+	if err != nil {
+		return zero, err
+	}
+	if err := txn.SetRef(imageRef, &merge); err != nil {
+		return zero, err
+	}
+	if err := txn.Commit(); err != nil {
+		return zero, err
+	}
+	return merge, nil
+}
+
+// manifestOf reads the manifest stored in a merge commit's metadata; ok is
+// false when the commit has none.
+func manifestOf(repo *ostree.Repo, c ostree.Checksum) (m *v1.Manifest, ok bool, err error) {
+	cm, err := repo.ReadCommit(c)
+	if err != nil {
+		return nil, false, err
+	}
+	s := cm.Metadata.String(mergeMetaManifest)
+	if s == "" {
+		return nil, false, nil
+	}
+	m = new(v1.Manifest)
+	if err := json.Unmarshal([]byte(s), m); err != nil {
+		return nil, false, fmt.Errorf("commit %s: parsing %s: %w", c, mergeMetaManifest, err)
+	}
+	return m, true, nil
+}
+
+// GCImageLayers deletes every layer ref (BlobRefPrefix) whose digest no
+// stored image lists (§5.10): the roots are the manifests of all image refs
+// and of the commits under ostree/0/, ostree/1/, rpmostree/base/ and
+// ostree/container/baseimage/ that carry one. Objects are not pruned.
+// It returns how many refs were deleted.
+func GCImageLayers(repo *ostree.Repo) (int, error) {
+	refs, err := repo.ListRefs()
+	if err != nil {
+		return 0, err
+	}
+	keep := map[string]bool{}
+	var blobs []string
+	for _, ref := range refs {
+		if strings.HasPrefix(ref.Name, BlobRefPrefix) {
+			blobs = append(blobs, ref.Name)
+			continue
+		}
+		isImage := strings.HasPrefix(ref.Name, ImageRefPrefix)
+		root := isImage
+		for _, p := range gcRootPrefixes {
+			root = root || strings.HasPrefix(ref.Name, p)
+		}
+		if !root {
+			continue
+		}
+		m, ok, err := manifestOf(repo, ref.Checksum)
+		if err != nil {
+			return 0, fmt.Errorf("ref %s: %w", ref.Name, err)
+		}
+		if !ok {
+			if isImage {
+				return 0, fmt.Errorf("ref %s: commit %s has no %s metadata", ref.Name, ref.Checksum, mergeMetaManifest)
+			}
+			continue
+		}
+		for _, l := range m.Layers {
+			keep[l.Digest.String()] = true
+		}
+	}
+	var del []string
+	for _, name := range blobs {
+		d, err := UnescapeRef(strings.TrimPrefix(name, BlobRefPrefix))
+		if err != nil {
+			continue // not a name we write: leave it alone
+		}
+		if !keep[d] {
+			del = append(del, name)
+		}
+	}
+	if len(del) == 0 {
+		return 0, nil
+	}
+	txn, err := repo.Begin()
+	if err != nil {
+		return 0, err
+	}
+	defer txn.Abort()
+	for _, name := range del {
+		if err := txn.SetRef(name, nil); err != nil {
+			return 0, err
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		return 0, err
+	}
+	return len(del), nil
+}
+
+// ImageInfo describes one stored image.
+type ImageInfo struct {
+	// ImageRef is the image reference the image was pulled as.
+	ImageRef       string          `json:"image"`
+	MergeCommit    ostree.Checksum `json:"-"`
+	ManifestDigest string          `json:"manifest_digest"`
+	// Version is the label org.opencontainers.image.version, else version.
+	Version string `json:"version,omitempty"`
+	// Created is the config's created time (RFC 3339) as the image says it.
+	Created string `json:"created,omitempty"`
+}
+
+// MarshalJSON adds the merge commit as hex.
+func (i ImageInfo) MarshalJSON() ([]byte, error) {
+	type plain ImageInfo
+	return json.Marshal(struct {
+		plain
+		MergeCommit string `json:"merge_commit"`
+	}{plain(i), i.MergeCommit.String()})
+}
+
+// ListImages lists the images stored under ImageRefPrefix, sorted by
+// image reference.
+func ListImages(repo *ostree.Repo) ([]ImageInfo, error) {
+	refs, err := repo.ListRefs()
+	if err != nil {
+		return nil, err
+	}
+	var out []ImageInfo
+	for _, ref := range refs {
+		esc, ok := strings.CutPrefix(ref.Name, ImageRefPrefix)
+		if !ok {
+			continue
+		}
+		name, err := UnescapeRef(esc)
+		if err != nil {
+			return nil, fmt.Errorf("ref %s: %w", ref.Name, err)
+		}
+		cm, err := repo.ReadCommit(ref.Checksum)
+		if err != nil {
+			return nil, fmt.Errorf("ref %s: %w", ref.Name, err)
+		}
+		info := ImageInfo{ImageRef: name, MergeCommit: ref.Checksum, ManifestDigest: cm.Metadata.String(mergeMetaManifestDigest)}
+		var cfg v1.Image
+		if s := cm.Metadata.String(mergeMetaImageConfig); s != "" && s != "null" {
+			if err := json.Unmarshal([]byte(s), &cfg); err != nil {
+				return nil, fmt.Errorf("ref %s: parsing %s: %w", ref.Name, mergeMetaImageConfig, err)
+			}
+		}
+		labels := cfg.Config.Labels
+		info.Version = labels["org.opencontainers.image.version"]
+		if info.Version == "" {
+			info.Version = labels["version"]
+		}
+		if cfg.Created != nil {
+			info.Created = cfg.Created.UTC().Format("2006-01-02T15:04:05Z07:00")
+		}
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ImageRef < out[j].ImageRef })
+	return out, nil
+}
