@@ -16,9 +16,10 @@ import (
 func newImageCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "image",
-		Short: "Pull and list container images stored in a repository",
+		Short: "Pull, inspect, remove and copy container images",
 	}
-	cmd.AddCommand(newImagePullCmd(), newImageListCmd())
+	cmd.AddCommand(newImagePullCmd(), newImageListCmd(), newImageInspectCmd(), newImageHistoryCmd(),
+		newImageRemoveCmd(), newImagePruneCmd(), newImageCopyCmd())
 	requireSubcommand(cmd)
 	return cmd
 }
