@@ -48,6 +48,15 @@ command -v hyperfine >/dev/null 2>&1 || missing+=(hyperfine)
 [ -x /usr/bin/time ] || missing+=(time)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+# The pull rows need a local registry, skopeo and umoci (and curl to probe the servers).
+case ",${BENCH_ONLY:-pull}," in
+*,pull,* | *,pull_vs_ostree,*)
+	command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+	command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
+	command -v umoci >/dev/null 2>&1 || missing+=(umoci)
+	command -v curl >/dev/null 2>&1 || missing+=(curl)
+	;;
+esac
 if [ "${#missing[@]}" -gt 0 ]; then
 	log "installing ${missing[*]}"
 	if ! { apt-get update >&2 && apt-get install -y "${missing[@]}" >&2; }; then
@@ -69,13 +78,26 @@ work_fs=$(findmnt -n -o FSTYPE -T "$WORK" 2>/dev/null || stat -f -c %T "$WORK")
 if [ "$work_fs" = tmpfs ]; then
 	die "BENCH_WORK=$WORK is on tmpfs; use a directory on the disk"
 fi
+REG_PID=
+HTTP_PID=
+# stop_servers: stop the registry and the HTTP server this script started, by PID.
+stop_servers() {
+	local pid
+	for pid in "$REG_PID" "$HTTP_PID"; do
+		[ -n "$pid" ] || continue
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	REG_PID="" HTTP_PID=""
+}
 cleanup() {
+	stop_servers
 	if [ "${BENCH_KEEP:-0}" = 1 ]; then
 		log "kept $WORK"
 	elif [ "$own_work" = 1 ]; then
 		rm -rf "$WORK"
 	else
-		rm -rf "$WORK/store" "$WORK/checkout"
+		rm -rf "${WORK:?}/store" "${WORK:?}/checkout" "${WORK:?}/registry" "${WORK:?}/etc"
 	fi
 }
 trap cleanup EXIT
@@ -270,6 +292,97 @@ ensure_source_repos() {
 	fi
 }
 
+# free_port: an unused TCP port on 127.0.0.1.
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_http URL: wait up to 10 s until URL answers 2xx.
+wait_http() {
+	local i
+	for i in $(seq 1 100); do
+		curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# Untimed, once: the image (ocitree encapsulate of $S/ours-src os/v1, gzip)
+# pushed with skopeo to a docker-registry on 127.0.0.1:$REG_PORT as os:v1; and
+# the same tree committed (same timestamp) into an archive repo served by
+# python3 -m http.server on 127.0.0.1:$HTTP_PORT. Both servers are stopped by
+# stop_servers (EXIT trap). Sets REG_OK / HTTP_OK to 1 on success.
+SERVERS_DONE=0
+REG_OK=0
+HTTP_OK=0
+REG_PORT=
+HTTP_PORT=
+ensure_servers() {
+	[ "$SERVERS_DONE" = 0 ] || return 0
+	SERVERS_DONE=1
+	ensure_source_repos
+	mkdir -p "$WORK/etc" "$WORK/registry/data"
+	printf '%s\n' '{ "default": [ { "type": "insecureAcceptAnything" } ] }' >"$WORK/etc/policy.json"
+
+	REG_PORT=$(free_port)
+	cat >"$WORK/registry/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $WORK/registry/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$REG_PORT
+EOF
+	docker-registry serve "$WORK/registry/config.yml" >"$WORK/registry/registry.log" 2>&1 &
+	REG_PID=$!
+	log "untimed: docker-registry on 127.0.0.1:$REG_PORT (pid $REG_PID)"
+	if ! wait_http "http://127.0.0.1:$REG_PORT/v2/"; then
+		log "docker-registry did not come up: $(tail -n 5 "$WORK/registry/registry.log" | tr '\n' ' ')"
+	elif [ -z "$OURS_CSUM" ]; then
+		log "no ocitree source commit; not pushing an image"
+	else
+		log "untimed: ocitree encapsulate (gzip) + skopeo copy to docker://127.0.0.1:$REG_PORT/os:v1"
+		rm -rf "$S/pull-img"
+		if "$OCITREE" encapsulate --repo "$S/ours-src" --previous-build none os/v1 "oci:$S/pull-img:v1" >&2 &&
+			skopeo --policy "$WORK/etc/policy.json" copy --dest-tls-verify=false \
+				"oci:$S/pull-img:v1" "docker://127.0.0.1:$REG_PORT/os:v1" >&2; then
+			REG_OK=1
+		else
+			log "encapsulate + push (untimed) FAILED"
+		fi
+		rm -rf "$S/pull-img"
+	fi
+
+	log "untimed: ostree commit of the tree into an archive repo (--timestamp 2024-01-01T00:00:00Z)"
+	rm -rf "$S/archive"
+	if ostree init --repo="$S/archive" --mode=archive >&2 &&
+		ostree commit --repo="$S/archive" --branch=os/v1 --subject=v1 \
+			--timestamp=@1704067200 --tree=dir="$TREE" >/dev/null; then
+		HTTP_PORT=$(free_port)
+		python3 -m http.server --bind 127.0.0.1 --directory "$S/archive" "$HTTP_PORT" \
+			>"$WORK/registry/http.log" 2>&1 &
+		HTTP_PID=$!
+		log "untimed: python3 -m http.server on 127.0.0.1:$HTTP_PORT (pid $HTTP_PID)"
+		if wait_http "http://127.0.0.1:$HTTP_PORT/config"; then
+			HTTP_OK=1
+		else
+			log "http.server did not come up: $(tail -n 5 "$WORK/registry/http.log" | tr '\n' ' ')"
+		fi
+	else
+		log "ostree commit into the archive repo (untimed) FAILED"
+	fi
+}
+
+# setup_failed NAME PEER_LABEL TARGET_TXT: a row whose untimed setup failed.
+setup_failed() {
+	TABLE_ROWS+=("| $1 | $2 | – | – | – | $3 | **FAIL** (setup) | – | – |")
+	ANY_FAILED=1
+}
+
 # ---------------------------------------------------------------- rows
 
 row_commit() {
@@ -353,11 +466,61 @@ encap_size_note() {
 	NOTES+=("- $1 image size: ocitree $ours bytes in $((layers - 2)) layers vs single-layer $peer bytes: $(python3 -c "print(f'{$ours/$peer:.3f}')")× (target for gzip: within 5%)")
 }
 
-ALL_ROWS=(commit checkout encap_gzip encap_zstd)
+# The ocitree side of both pull rows: a registry pull into a fresh bare-user repo.
+ours_pull_prep() {
+	printf '%s' "rm -rf $qS/ours-pull && $qO repo init --repo $qS/ours-pull --mode bare-user"
+}
+ours_pull_cmd() {
+	printf '%s' "$qO image pull --tls-verify=false --quiet --repo $qS/ours-pull docker://127.0.0.1:$REG_PORT/os:v1"
+}
+
+row_pull() {
+	ensure_servers
+	local label="skopeo copy + umoci unpack"
+	if [ "$REG_OK" != 1 ]; then
+		setup_failed pull "$label" "≤ 0.5, RSS < 300 MiB"
+		return 0
+	fi
+	local qP
+	qP=$(q "$WORK/etc/policy.json")
+	bench_row pull "$label" \
+		"rm -rf $qS/peer-pull-oci $qC/peer-bundle" \
+		"skopeo --policy $qP copy --src-tls-verify=false docker://127.0.0.1:$REG_PORT/os:v1 oci:$qS/peer-pull-oci:v1 && umoci unpack --image $qS/peer-pull-oci:v1 $qC/peer-bundle" \
+		"$(ours_pull_prep)" \
+		"$(ours_pull_cmd)" \
+		0.5 300
+	if [ -d "$S/ours-pull" ]; then
+		if ostree fsck --repo="$S/ours-pull" >/dev/null 2>&1; then
+			NOTES+=("- \`ostree fsck\` of the repo ocitree pulled into: ok")
+		else
+			NOTES+=("- \`ostree fsck\` of the repo ocitree pulled into: **FAILED**")
+		fi
+	fi
+	rm -rf "$S/peer-pull-oci" "$C/peer-bundle" "$S/ours-pull"
+}
+
+row_pull_vs_ostree() {
+	ensure_servers
+	local label="ostree pull (archive over HTTP)"
+	if [ "$REG_OK" != 1 ] || [ "$HTTP_OK" != 1 ]; then
+		setup_failed pull-vs-ostree "$label" "≤ 0.3, RSS < 300 MiB"
+		return 0
+	fi
+	bench_row pull-vs-ostree "$label" \
+		"rm -rf $qS/peer-ostree-pull && ostree init --repo=$qS/peer-ostree-pull --mode=bare-user && ostree remote add --repo=$qS/peer-ostree-pull --no-gpg-verify origin http://127.0.0.1:$HTTP_PORT" \
+		"ostree pull --repo=$qS/peer-ostree-pull origin os/v1" \
+		"$(ours_pull_prep)" \
+		"$(ours_pull_cmd)" \
+		0.3 300
+	rm -rf "$S/peer-ostree-pull" "$S/ours-pull"
+}
+
+ALL_ROWS=(commit checkout encap_gzip encap_zstd pull pull_vs_ostree)
 
 for row in "${ALL_ROWS[@]}"; do
 	selected "$row" && "row_$row"
 done
+stop_servers
 if [ "${#TABLE_ROWS[@]}" -eq 0 ]; then
 	die "no row selected by BENCH_ONLY=$BENCH_ONLY (rows: ${ALL_ROWS[*]})"
 fi
