@@ -155,7 +155,7 @@ func importLayerBlob(ctx context.Context, r oci.Reader, desc oci.Descriptor, dif
 	}
 	defer dr.Close()
 	h := sha256.New()
-	tee := io.TeeReader(dr, h)
+	tee := io.TeeReader(limitLayer(dr, desc), h)
 	if err := consume(tee); err != nil {
 		return err
 	}

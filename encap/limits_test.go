@@ -1,0 +1,319 @@
+package encap
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/ocitree/ocitree/oci"
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// setLimits sets the layer limits for one test.
+func setLimits(t *testing.T, maxLayer, ratio, floor int64) {
+	t.Helper()
+	a, b, c := MaxLayerUncompressed, MaxCompressionRatio, ratioFloor
+	t.Cleanup(func() { MaxLayerUncompressed, MaxCompressionRatio, ratioFloor = a, b, c })
+	MaxLayerUncompressed, MaxCompressionRatio, ratioFloor = maxLayer, ratio, floor
+}
+
+// bombLayer returns a gzip layer (best compression) of a tar with files files of
+// size zero bytes each, followed by trailer zero bytes after the end of the archive,
+// and the digest of the uncompressed stream.
+func bombLayer(t *testing.T, files int, size, trailer int64) ([]byte, digest.Digest) {
+	t.Helper()
+	var out bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&out, gzip.BestCompression)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dg := digest.Canonical.Digester()
+	tw := tar.NewWriter(io.MultiWriter(zw, dg.Hash()))
+	zeros := make([]byte, 1<<20)
+	for i := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: "usr/share/zeros" + strconv.Itoa(i), Mode: 0o644, Size: size, Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		for left := size; left > 0; {
+			n := min(left, int64(len(zeros)))
+			if _, err := tw.Write(zeros[:n]); err != nil {
+				t.Fatal(err)
+			}
+			left -= n
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for left := trailer; left > 0; {
+		n := min(left, int64(len(zeros)))
+		zw.Write(zeros[:n])
+		dg.Hash().Write(zeros[:n])
+		left -= n
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes(), dg.Digest()
+}
+
+// limitDerive writes the image img of the layout dir plus one derived layer blob
+// (media type mt, uncompressed digest diffID) as dir:tag, and returns the layer's
+// descriptor.
+func limitDerive(t *testing.T, dir string, img *Result, blob []byte, mt string, diffID digest.Digest, tag string) v1.Descriptor {
+	t.Helper()
+	ctx := context.Background()
+	ref, err := oci.ParseRef("oci:" + dir + ":" + tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m v1.Manifest
+	var cfg v1.Image
+	if err := json.Unmarshal(img.Manifest, &m); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(img.Config, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	w, err := oci.NewWriter(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for _, l := range m.Layers {
+		b, err := os.ReadFile(filepath.Join(dir, "blobs", l.Digest.Algorithm().String(), l.Digest.Encoded()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.PutBlob(ctx, bytes.NewReader(b), l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ld, err := w.PutBlob(ctx, bytes.NewReader(blob), v1.Descriptor{MediaType: mt, Digest: digest.FromBytes(blob), Size: int64(len(blob))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Layers = append(m.Layers, ld)
+	cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, diffID)
+	cfg.History = append(cfg.History, v1.History{CreatedBy: "RUN derive"})
+	cb, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Config, err = w.PutBlob(ctx, bytes.NewReader(cb), v1.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: digest.FromBytes(cb), Size: int64(len(cb))}); err != nil {
+		t.Fatal(err)
+	}
+	mb, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.PutManifest(ctx, mb, v1.MediaTypeImageManifest); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return ld
+}
+
+// tmpEntries lists what a repository's tmp/ holds besides its cache.
+func tmpEntries(t *testing.T, repo string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(repo, "tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		if e.Name() != "cache" {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
+// TestLayerLimitBomb pulls images whose derived layer is a gzip bomb (50 MB of
+// zeros in about 50 KB) under lowered limits: each is refused with ErrLayerTooLarge
+// naming the layer and the limit, and leaves no image ref, no ref of the layer and
+// nothing staged. The same image passes with the limits off, and a normal layer
+// passes under the lowered limits.
+func TestLayerLimitBomb(t *testing.T) {
+	src := storeRepo(t)
+	c := storeCommit(t, src, storeFiles(), 1700000000)
+	dir := filepath.Join(t.TempDir(), "layout")
+	img := storeEncap(t, src, c, dir, "v1", nil)
+
+	oneFile, oneDiff := bombLayer(t, 1, 50<<20, 0)     // declares its size in one header
+	manyFiles, manyDiff := bombLayer(t, 50, 1<<20, 0)  // 50 headers of 1 MiB each
+	trailing, trailDiff := bombLayer(t, 1, 10, 50<<20) // zeros after the end of the tar
+	t.Logf("bombs: %d, %d and %d bytes of gzip for 50 MiB", len(oneFile), len(manyFiles), len(trailing))
+	oneDesc := limitDerive(t, dir, img, oneFile, v1.MediaTypeImageLayerGzip, oneDiff, "one")
+	manyDesc := limitDerive(t, dir, img, manyFiles, v1.MediaTypeImageLayerGzip, manyDiff, "many")
+	trailDesc := limitDerive(t, dir, img, trailing, v1.MediaTypeImageLayerGzip, trailDiff, "trailing")
+	normal, normalDiff := bombLayer(t, 3, 100<<10, 0)
+	limitDerive(t, dir, img, normal, v1.MediaTypeImageLayerGzip, normalDiff, "normal")
+
+	for _, tc := range []struct {
+		name                   string
+		tag                    string
+		desc                   v1.Descriptor
+		maxLayer, ratio, floor int64
+		wantMsg                []string
+	}{
+		{"declared size over MaxLayerUncompressed", "one", oneDesc, 10 << 20, 1000, 1 << 30,
+			[]string{`tar entry "usr/share/zeros0" declaring 52428800 bytes`, "limit of 10485760", "MaxLayerUncompressed"}},
+		{"entries adding up over MaxLayerUncompressed", "many", manyDesc, 10 << 20, 1000, 1 << 30,
+			[]string{`tar entry "usr/share/zeros9" declaring 1048576 bytes`, "limit of 10485760", "MaxLayerUncompressed"}},
+		{"zeros after the tar over MaxLayerUncompressed", "trailing", trailDesc, 10 << 20, 1000, 1 << 30,
+			[]string{"uncompressed stream exceeds the limit of 10485760", "MaxLayerUncompressed"}},
+		{"compression ratio", "many", manyDesc, 64 << 30, 100, 1 << 20,
+			[]string{"exceeds the limit of " + strconv.FormatInt(100*manyDesc.Size, 10), "100× its compressed size of " + strconv.FormatInt(manyDesc.Size, 10)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			setLimits(t, tc.maxLayer, tc.ratio, tc.floor)
+			repo := storeRepo(t)
+			_, err := storePull(t, repo, "oci:"+dir+":"+tc.tag, PullOptions{})
+			if err == nil {
+				t.Fatal("bomb pulled")
+			}
+			t.Logf("error: %v", err)
+			if !errors.Is(err, ErrLayerTooLarge) {
+				t.Fatalf("err = %v, want ErrLayerTooLarge", err)
+			}
+			for _, want := range append(tc.wantMsg, tc.desc.Digest.String()) {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("err = %v, want it to contain %q", err, want)
+				}
+			}
+			refs := refMap(t, repo)
+			for name := range refs {
+				if strings.HasPrefix(name, ImageRefPrefix) {
+					t.Errorf("image ref %s written", name)
+				}
+			}
+			if _, ok := refs[blobRef(t, tc.desc.Digest)]; ok {
+				t.Error("the bomb's blob ref was written")
+			}
+			if left := tmpEntries(t, repo.Path()); len(left) > 0 {
+				t.Errorf("left in tmp/: %v", left)
+			}
+			realFsck(t, repo)
+		})
+	}
+	t.Run("normal layer under lowered limits", func(t *testing.T) {
+		setLimits(t, 10<<20, 1000, 1<<20)
+		repo := storeRepo(t)
+		res, err := storePull(t, repo, "oci:"+dir+":normal", PullOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := storeLookup(t, repo, res.MergeCommit, "usr/share/zeros2"); !ok {
+			t.Error("merge commit lacks the derived layer's file")
+		}
+	})
+	t.Run("bomb passes with default limits", func(t *testing.T) {
+		repo := storeRepo(t)
+		if _, err := storePull(t, repo, "oci:"+dir+":many", PullOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestLayerLimitReader reads tars of every entry kind through limitLayer with the
+// limit at exactly the tar's size (must pass, read by archive/tar) and one byte less
+// (must fail).
+func TestLayerLimitReader(t *testing.T) {
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	long := strings.Repeat("d/", 80) + "file"
+	ents := []*tar.Header{
+		{Name: "usr/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "usr/a", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1000},
+		{Name: "usr/link", Typeflag: tar.TypeLink, Linkname: "usr/a"},
+		{Name: "usr/sym", Typeflag: tar.TypeSymlink, Linkname: strings.Repeat("t", 200)},
+		{Name: long, Typeflag: tar.TypeReg, Mode: 0o644, Size: 5000, Format: tar.FormatPAX, PAXRecords: map[string]string{"user.x": strings.Repeat("v", 3000)}},
+		{Name: long + "2", Typeflag: tar.TypeReg, Mode: 0o644, Size: 10, Format: tar.FormatGNU},
+		{Name: "usr/fifo", Typeflag: tar.TypeFifo},
+		{Name: "usr/b", Typeflag: tar.TypeReg, Mode: 0o644, Size: 3},
+	}
+	for _, h := range ents {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatalf("%s: %v", h.Name, err)
+		}
+		tw.Write(bytes.Repeat([]byte{'x'}, int(h.Size)))
+	}
+	tw.Close()
+	plain := tb.Bytes()
+	desc := v1.Descriptor{MediaType: v1.MediaTypeImageLayer, Digest: digest.FromBytes(plain), Size: int64(len(plain))}
+
+	readAll := func(limit int64, data []byte, chunk int) error {
+		setLimits(t, limit, 1000, 1<<30)
+		tr := tar.NewReader(limitLayer(&chunkReader{data: data, chunk: chunk}, desc))
+		for {
+			_, err := tr.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(io.Discard, tr); err != nil {
+				return err
+			}
+		}
+	}
+	for _, chunk := range []int{1, 7, 512, 4096, 1 << 20} {
+		if err := readAll(int64(len(plain)), plain, chunk); err != nil {
+			t.Fatalf("chunk %d: at the limit: %v", chunk, err)
+		}
+		// archive/tar stops after the two zero blocks: the stream past them is
+		// not read, so cut the limit into the data.
+		if err := readAll(int64(len(plain))-2048, plain, chunk); !errors.Is(err, ErrLayerTooLarge) {
+			t.Fatalf("chunk %d: over the limit: %v", chunk, err)
+		}
+	}
+
+	// A PAX size far beyond the limit is refused at its header, before any data.
+	var pb bytes.Buffer
+	tw = tar.NewWriter(&pb)
+	tw.WriteHeader(&tar.Header{Name: "big", Typeflag: tar.TypeReg, Mode: 0o644, Size: 9 << 33, Format: tar.FormatPAX})
+	hdrOnly := append([]byte(nil), pb.Bytes()...)
+	for _, chunk := range []int{1, 100, 4096} {
+		err := readAll(1<<30, hdrOnly, chunk)
+		if !errors.Is(err, ErrLayerTooLarge) || !strings.Contains(err.Error(), `tar entry "big" declaring 77309411328 bytes`) {
+			t.Fatalf("chunk %d: PAX size: %v", chunk, err)
+		}
+	}
+	// A base-256 size too.
+	pb.Reset()
+	tw = tar.NewWriter(&pb)
+	tw.WriteHeader(&tar.Header{Name: "big", Typeflag: tar.TypeReg, Mode: 0o644, Size: 9 << 33, Format: tar.FormatGNU})
+	if err := readAll(1<<30, pb.Bytes(), 512); !errors.Is(err, ErrLayerTooLarge) || !strings.Contains(err.Error(), "declaring 77309411328") {
+		t.Fatalf("GNU size: %v", err)
+	}
+}
+
+// chunkReader returns data chunk bytes at a time.
+type chunkReader struct {
+	data  []byte
+	chunk int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), c.chunk)], c.data)
+	c.data = c.data[n:]
+	return n, nil
+}
