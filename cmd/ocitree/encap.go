@@ -50,30 +50,27 @@ func newEncapsulateCmd() *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
-			r, err := ostree.Open(repo)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			commit, err := r.ResolveRev(args[0])
-			if err != nil {
-				return err
-			}
-			ctx := context.Background()
-			if opts.Prior, err = priorLayout(ctx, previous, dest); err != nil {
-				return err
-			}
-			w, err := oci.NewWriter(ctx, dest)
-			if err != nil {
-				return err
-			}
-			defer w.Close()
-			res, err := encap.Encapsulate(ctx, r, commit, w, opts)
-			if err != nil {
-				return err
-			}
-			fmt.Println(res.ManifestDigest)
-			return nil
+			return withRepo(repo, func(r *ostree.Repo) error {
+				commit, err := r.ResolveRev(args[0])
+				if err != nil {
+					return err
+				}
+				ctx := context.Background()
+				if opts.Prior, err = priorLayout(ctx, previous, dest); err != nil {
+					return err
+				}
+				w, err := oci.NewWriter(ctx, dest)
+				if err != nil {
+					return err
+				}
+				defer w.Close()
+				res, err := encap.Encapsulate(ctx, r, commit, w, opts)
+				if err != nil {
+					return err
+				}
+				fmt.Println(res.ManifestDigest)
+				return nil
+			})
 		},
 	}
 	repoFlag(cmd, &repo)
@@ -148,23 +145,20 @@ func newUnencapsulateCmd() *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
-			r, err := ostree.Open(repo)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			ctx := context.Background()
-			rd, err := oci.NewReader(ctx, src)
-			if err != nil {
-				return err
-			}
-			defer rd.Close()
-			c, err := encap.Unencapsulate(ctx, r, rd, writeRef)
-			if err != nil {
-				return err
-			}
-			fmt.Println(c)
-			return nil
+			return withRepo(repo, func(r *ostree.Repo) error {
+				ctx := context.Background()
+				rd, err := oci.NewReader(ctx, src)
+				if err != nil {
+					return err
+				}
+				defer rd.Close()
+				c, err := encap.Unencapsulate(ctx, r, rd, writeRef)
+				if err != nil {
+					return err
+				}
+				fmt.Println(c)
+				return nil
+			})
 		},
 	}
 	repoFlag(cmd, &repo)

@@ -52,39 +52,36 @@ and bytes a pull would download are printed; nothing is written.`,
 				// remote's keys; refuse rather than import it unverified.
 				return usagef("%s: ostree-remote-image/ostree-remote-registry references are not supported by image pull yet", args[0])
 			}
-			r, err := ostree.Open(repo)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			var opts []oci.Option
-			if !tlsVerify {
-				opts = append(opts, oci.WithInsecureSkipTLSVerify(true))
-			}
-			ctx := context.Background()
-			rd, err := oci.NewReader(ctx, src, opts...)
-			if err != nil {
-				return err
-			}
-			defer rd.Close()
-			res, err := encap.PullImage(ctx, r, rd, src.ImageString(), encap.PullOptions{Check: check})
-			if err != nil {
-				return err
-			}
-			status := fmt.Sprintf("layers already present: %d; layers needed: %d (%d bytes)", res.LayersPresent, res.LayersFetched, res.BytesFetched)
-			if check {
-				fmt.Println(status)
-				return nil
-			}
-			if !quiet {
-				if res.AlreadyPresent {
-					fmt.Fprintf(os.Stderr, "image %s is already stored (%s)\n", src.ImageString(), res.ManifestDigest)
-				} else {
-					fmt.Fprintln(os.Stderr, status)
+			return withRepo(repo, func(r *ostree.Repo) error {
+				var opts []oci.Option
+				if !tlsVerify {
+					opts = append(opts, oci.WithInsecureSkipTLSVerify(true))
 				}
-			}
-			fmt.Println(res.MergeCommit)
-			return nil
+				ctx := context.Background()
+				rd, err := oci.NewReader(ctx, src, opts...)
+				if err != nil {
+					return err
+				}
+				defer rd.Close()
+				res, err := encap.PullImage(ctx, r, rd, src.ImageString(), encap.PullOptions{Check: check})
+				if err != nil {
+					return err
+				}
+				status := fmt.Sprintf("layers already present: %d; layers needed: %d (%d bytes)", res.LayersPresent, res.LayersFetched, res.BytesFetched)
+				if check {
+					fmt.Println(status)
+					return nil
+				}
+				if !quiet {
+					if res.AlreadyPresent {
+						fmt.Fprintf(os.Stderr, "image %s is already stored (%s)\n", src.ImageString(), res.ManifestDigest)
+					} else {
+						fmt.Fprintln(os.Stderr, status)
+					}
+				}
+				fmt.Println(res.MergeCommit)
+				return nil
+			})
 		},
 	}
 	repoFlag(cmd, &repo)
@@ -107,29 +104,26 @@ func newImageListCmd() *cobra.Command {
 			if format != "table" && format != "json" {
 				return usagef("--format %q: want table or json", format)
 			}
-			r, err := ostree.Open(repo)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			imgs, err := encap.ListImages(r)
-			if err != nil {
-				return err
-			}
-			if format == "json" {
-				if imgs == nil {
-					imgs = []encap.ImageInfo{}
+			return withRepo(repo, func(r *ostree.Repo) error {
+				imgs, err := encap.ListImages(r)
+				if err != nil {
+					return err
 				}
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(imgs)
-			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
-			fmt.Fprintln(tw, "IMAGE\tVERSION\tCREATED\tMANIFEST DIGEST\tMERGE COMMIT")
-			for _, i := range imgs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", i.ImageRef, dash(i.Version), dash(i.Created), i.ManifestDigest, i.MergeCommit)
-			}
-			return tw.Flush()
+				if format == "json" {
+					if imgs == nil {
+						imgs = []encap.ImageInfo{}
+					}
+					enc := json.NewEncoder(os.Stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(imgs)
+				}
+				tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
+				fmt.Fprintln(tw, "IMAGE\tVERSION\tCREATED\tMANIFEST DIGEST\tMERGE COMMIT")
+				for _, i := range imgs {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", i.ImageRef, dash(i.Version), dash(i.Created), i.ManifestDigest, i.MergeCommit)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	repoFlag(cmd, &repo)

@@ -42,27 +42,24 @@ commit records it (ostree.manifest); with --config the image config JSON
 			if err != nil {
 				return err
 			}
-			r, err := ostree.Open(repo)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			si, err := encap.ReadStoredImage(r, img)
-			if err != nil {
-				return err
-			}
-			out := si.Manifest
-			if config {
-				if si.Config == nil {
-					return fmt.Errorf("image %s: the merge commit stores no config", img)
+			return withRepo(repo, func(r *ostree.Repo) error {
+				si, err := encap.ReadStoredImage(r, img)
+				if err != nil {
+					return err
 				}
-				out = si.Config
-			}
-			if !bytes.HasSuffix(out, []byte("\n")) {
-				out = append(out[:len(out):len(out)], '\n')
-			}
-			_, err = os.Stdout.Write(out)
-			return err
+				out := si.Manifest
+				if config {
+					if si.Config == nil {
+						return fmt.Errorf("image %s: the merge commit stores no config", img)
+					}
+					out = si.Config
+				}
+				if !bytes.HasSuffix(out, []byte("\n")) {
+					out = append(out[:len(out):len(out)], '\n')
+				}
+				_, err = os.Stdout.Write(out)
+				return err
+			})
 		},
 	}
 	repoFlag(cmd, &repo)
@@ -86,21 +83,18 @@ component layer) or derived (a layer built on top of the ostree image).`,
 			if err != nil {
 				return err
 			}
-			r, err := ostree.Open(repo)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			hist, err := encap.ImageHistory(r, img)
-			if err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
-			fmt.Fprintln(tw, "INDEX\tDIGEST\tSIZE\tCREATED\tKIND\tCREATED BY")
-			for _, h := range hist {
-				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\n", h.Index, shortDigest(h.Digest.String()), h.Size, dash(h.Created), h.Kind, dash(oneLine(h.CreatedBy)))
-			}
-			return tw.Flush()
+			return withRepo(repo, func(r *ostree.Repo) error {
+				hist, err := encap.ImageHistory(r, img)
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
+				fmt.Fprintln(tw, "INDEX\tDIGEST\tSIZE\tCREATED\tKIND\tCREATED BY")
+				for _, h := range hist {
+					fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\n", h.Index, shortDigest(h.Digest.String()), h.Size, dash(h.Created), h.Kind, dash(oneLine(h.CreatedBy)))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	repoFlag(cmd, &repo)
@@ -141,16 +135,13 @@ the error after the others have been removed. Objects stay until
 				}
 				imgs[i] = img
 			}
-			r, err := ostree.Open(repo)
-			if err != nil {
+			return withRepo(repo, func(r *ostree.Repo) error {
+				n, err := encap.RemoveImages(r, imgs)
+				if n > 0 {
+					fmt.Fprintf(os.Stderr, "removed %d layer refs\n", n)
+				}
 				return err
-			}
-			defer r.Close()
-			n, err := encap.RemoveImages(r, imgs)
-			if n > 0 {
-				fmt.Fprintf(os.Stderr, "removed %d layer refs\n", n)
-			}
-			return err
+			})
 		},
 	}
 	repoFlag(cmd, &repo)
@@ -167,17 +158,14 @@ reaches (as "ostree prune --refs-only"), and print what was freed.`,
 		Example: "  ocitree image prune --repo /srv/repo",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := ostree.Open(repo)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			res, err := encap.PruneImages(r)
-			if err != nil {
-				return err
-			}
-			fmt.Printf("layer refs removed: %d; objects deleted: %d; bytes freed: %d\n", res.LayerRefs, res.Objects, res.Freed)
-			return nil
+			return withRepo(repo, func(r *ostree.Repo) error {
+				res, err := encap.PruneImages(r)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("layer refs removed: %d; objects deleted: %d; bytes freed: %d\n", res.LayerRefs, res.Objects, res.Freed)
+				return nil
+			})
 		},
 	}
 	repoFlag(cmd, &repo)

@@ -83,42 +83,40 @@ func newRepoCommitCmd() *cobra.Command {
 				}
 				opts.Timestamp = ts
 			}
-			r, err := ostree.Open(repo)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			switch parent {
-			case "":
-			case "none":
-				opts.NoParent = true
-			default:
-				p, err := r.ResolveRev(parent)
-				if err != nil {
-					return fmt.Errorf("--parent: %w", err)
-				}
-				opts.Parent = &p
-			}
-			var sum ostree.Checksum
-			if tarFile != "" {
-				var in io.Reader = os.Stdin
-				if tarFile != "-" {
-					f, err := os.Open(tarFile)
+			return withRepo(repo, func(r *ostree.Repo) error {
+				switch parent {
+				case "":
+				case "none":
+					opts.NoParent = true
+				default:
+					p, err := r.ResolveRev(parent)
 					if err != nil {
-						return err
+						return fmt.Errorf("--parent: %w", err)
 					}
-					defer f.Close()
-					in = f
+					opts.Parent = &p
 				}
-				sum, err = r.CommitTar(in, opts)
-			} else {
-				sum, err = r.CommitDir(args[0], opts)
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Println(sum)
-			return nil
+				var sum ostree.Checksum
+				var err error
+				if tarFile != "" {
+					var in io.Reader = os.Stdin
+					if tarFile != "-" {
+						f, err := os.Open(tarFile)
+						if err != nil {
+							return err
+						}
+						defer f.Close()
+						in = f
+					}
+					sum, err = r.CommitTar(in, opts)
+				} else {
+					sum, err = r.CommitDir(args[0], opts)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Println(sum)
+				return nil
+			})
 		},
 	}
 	repoFlag(cmd, &repo)
@@ -134,4 +132,14 @@ func newRepoCommitCmd() *cobra.Command {
 	f.StringVar(&tarFile, "tar", "", "commit the tree in this tar stream (- for stdin)")
 	cmd.MarkFlagRequired("branch")
 	return cmd
+}
+
+// withRepo opens the repository at dir, runs fn on it and closes it.
+func withRepo(dir string, fn func(*ostree.Repo) error) error {
+	r, err := ostree.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return fn(r)
 }

@@ -13,9 +13,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// openRepo opens --repo, for the read-only and maintenance commands.
-func openRepo(dir string) (*ostree.Repo, error) { return ostree.Open(dir) }
-
 func newRepoCheckoutCmd() *cobra.Command {
 	var repo, subpath string
 	var userMode, noHardlinks bool
@@ -25,16 +22,13 @@ func newRepoCheckoutCmd() *cobra.Command {
 		Example: "  ocitree repo checkout --repo /srv/repo --user-mode os/main ./rootfs",
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := openRepo(repo)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			c, err := r.ResolveRev(args[0])
-			if err != nil {
-				return err
-			}
-			return r.Checkout(c, args[1], ostree.CheckoutOptions{UserMode: userMode, Subpath: subpath, NoHardlinks: noHardlinks})
+			return withRepo(repo, func(r *ostree.Repo) error {
+				c, err := r.ResolveRev(args[0])
+				if err != nil {
+					return err
+				}
+				return r.Checkout(c, args[1], ostree.CheckoutOptions{UserMode: userMode, Subpath: subpath, NoHardlinks: noHardlinks})
+			})
 		},
 	}
 	repoFlag(cmd, &repo)
@@ -52,23 +46,20 @@ func newRepoFsckCmd() *cobra.Command {
 		Example: "  ocitree repo fsck --repo /srv/repo",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := openRepo(repo)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			res, err := r.Fsck()
-			if err != nil {
-				return err
-			}
-			for _, p := range res.Problems {
-				fmt.Println(p)
-			}
-			fmt.Fprintf(os.Stderr, "checked %d objects of %d commits\n", res.Objects, res.Commits)
-			if n := len(res.Problems); n > 0 {
-				return fmt.Errorf("%d bad objects in %s; re-pull or re-commit the commits that need them", n, repo)
-			}
-			return nil
+			return withRepo(repo, func(r *ostree.Repo) error {
+				res, err := r.Fsck()
+				if err != nil {
+					return err
+				}
+				for _, p := range res.Problems {
+					fmt.Println(p)
+				}
+				fmt.Fprintf(os.Stderr, "checked %d objects of %d commits\n", res.Objects, res.Commits)
+				if n := len(res.Problems); n > 0 {
+					return fmt.Errorf("%d bad objects in %s; re-pull or re-commit the commits that need them", n, repo)
+				}
+				return nil
+			})
 		},
 	}
 	repoFlag(cmd, &repo)
@@ -83,19 +74,16 @@ func newRepoRefsCmd() *cobra.Command {
 		Example: "  ocitree repo refs --repo /srv/repo",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := openRepo(repo)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			refs, err := r.ListRefs()
-			if err != nil {
-				return err
-			}
-			for _, ref := range refs {
-				fmt.Println(ref.Name)
-			}
-			return nil
+			return withRepo(repo, func(r *ostree.Repo) error {
+				refs, err := r.ListRefs()
+				if err != nil {
+					return err
+				}
+				for _, ref := range refs {
+					fmt.Println(ref.Name)
+				}
+				return nil
+			})
 		},
 	}
 	repoFlag(cmd, &repo)
@@ -135,57 +123,54 @@ func newRepoShowCmd() *cobra.Command {
 			if format != "text" && format != "json" {
 				return usagef("--format %q: want text or json", format)
 			}
-			r, err := openRepo(repo)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			sum, err := r.ResolveRev(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := r.ReadCommit(sum)
-			if err != nil {
-				return err
-			}
-			det, err := r.ReadDetachedMetadata(sum)
-			if err != nil {
-				return err
-			}
-			ts := time.Unix(int64(c.Timestamp), 0).UTC()
-			if format == "json" {
-				j := commitJSON{Checksum: sum.String(), Subject: c.Subject, Body: c.Body, Timestamp: ts.Format(time.RFC3339),
-					RootTree: c.RootTree.String(), RootMeta: c.RootMeta.String(), ContentChecksum: c.ContentChecksum().String(),
-					Metadata: metaMap(c.Metadata)}
+			return withRepo(repo, func(r *ostree.Repo) error {
+				sum, err := r.ResolveRev(args[0])
+				if err != nil {
+					return err
+				}
+				c, err := r.ReadCommit(sum)
+				if err != nil {
+					return err
+				}
+				det, err := r.ReadDetachedMetadata(sum)
+				if err != nil {
+					return err
+				}
+				ts := time.Unix(int64(c.Timestamp), 0).UTC()
+				if format == "json" {
+					j := commitJSON{Checksum: sum.String(), Subject: c.Subject, Body: c.Body, Timestamp: ts.Format(time.RFC3339),
+						RootTree: c.RootTree.String(), RootMeta: c.RootMeta.String(), ContentChecksum: c.ContentChecksum().String(),
+						Metadata: metaMap(c.Metadata)}
+					if !c.Parent.IsZero() {
+						j.Parent = c.Parent.String()
+					}
+					if len(det) > 0 {
+						j.Detached = metaMap(det)
+					}
+					enc := json.NewEncoder(os.Stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(j)
+				}
+				fmt.Printf("commit %s\n", sum)
 				if !c.Parent.IsZero() {
-					j.Parent = c.Parent.String()
+					fmt.Printf("Parent:  %s\n", c.Parent)
 				}
-				if len(det) > 0 {
-					j.Detached = metaMap(det)
+				fmt.Printf("ContentChecksum:  %s\nDate:  %s\n", c.ContentChecksum(), ts.Format("2006-01-02 15:04:05 -0700"))
+				if v := c.Metadata.String("version"); v != "" {
+					fmt.Printf("Version: %s\n", v)
 				}
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(j)
-			}
-			fmt.Printf("commit %s\n", sum)
-			if !c.Parent.IsZero() {
-				fmt.Printf("Parent:  %s\n", c.Parent)
-			}
-			fmt.Printf("ContentChecksum:  %s\nDate:  %s\n", c.ContentChecksum(), ts.Format("2006-01-02 15:04:05 -0700"))
-			if v := c.Metadata.String("version"); v != "" {
-				fmt.Printf("Version: %s\n", v)
-			}
-			// The rest as `ostree show` prints it (ot-dump.c).
-			if c.Subject != "" {
-				fmt.Print("\n" + indentLines(c.Subject))
-			} else {
-				fmt.Println("(no subject)")
-			}
-			if c.Body != "" {
-				fmt.Print("\n" + indentLines(c.Body))
-			}
-			fmt.Println()
-			return nil
+				// The rest as `ostree show` prints it (ot-dump.c).
+				if c.Subject != "" {
+					fmt.Print("\n" + indentLines(c.Subject))
+				} else {
+					fmt.Println("(no subject)")
+				}
+				if c.Body != "" {
+					fmt.Print("\n" + indentLines(c.Body))
+				}
+				fmt.Println()
+				return nil
+			})
 		},
 	}
 	repoFlag(cmd, &repo)
@@ -202,21 +187,18 @@ func newRepoLsCmd() *cobra.Command {
 		Example: "  ocitree repo ls --repo /srv/repo os/main /usr/bin -R",
 		Args:    cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := openRepo(repo)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			sum, err := r.ResolveRev(args[0])
-			if err != nil {
-				return err
-			}
-			p := "/"
-			if len(args) == 2 {
-				p = path.Clean("/" + args[1])
-			}
-			return r.List(sum, p, recursive, func(e ostree.ListEntry) error {
-				return printLsEntry(os.Stdout, e, checksums)
+			return withRepo(repo, func(r *ostree.Repo) error {
+				sum, err := r.ResolveRev(args[0])
+				if err != nil {
+					return err
+				}
+				p := "/"
+				if len(args) == 2 {
+					p = path.Clean("/" + args[1])
+				}
+				return r.List(sum, p, recursive, func(e ostree.ListEntry) error {
+					return printLsEntry(os.Stdout, e, checksums)
+				})
 			})
 		},
 	}
@@ -259,22 +241,19 @@ func newRepoPruneCmd() *cobra.Command {
 		Example: "  ocitree repo prune --repo /srv/repo --refs-only",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := openRepo(repo)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			res, err := r.Prune(ostree.PruneOptions{RefsOnly: refsOnly, DryRun: dryRun})
-			if err != nil {
-				return err
-			}
-			fmt.Printf("Total objects: %d\n", res.Total)
-			if res.Deleted == 0 {
-				fmt.Println("No unreachable objects")
-			} else {
-				fmt.Printf("Deleted %d objects, %d bytes freed\n", res.Deleted, res.Freed)
-			}
-			return nil
+			return withRepo(repo, func(r *ostree.Repo) error {
+				res, err := r.Prune(ostree.PruneOptions{RefsOnly: refsOnly, DryRun: dryRun})
+				if err != nil {
+					return err
+				}
+				fmt.Printf("Total objects: %d\n", res.Total)
+				if res.Deleted == 0 {
+					fmt.Println("No unreachable objects")
+				} else {
+					fmt.Printf("Deleted %d objects, %d bytes freed\n", res.Deleted, res.Freed)
+				}
+				return nil
+			})
 		},
 	}
 	repoFlag(cmd, &repo)
