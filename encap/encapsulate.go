@@ -93,7 +93,7 @@ func Encapsulate(ctx context.Context, repo *ostree.Repo, commit ostree.Checksum,
 	if err != nil {
 		return nil, err
 	}
-	layers, err := writeLayers(ctx, repo, commit, plan, w, comp, mediaType)
+	layers, err := writeLayers(ctx, repo, commit, cm.Subject, plan, w, comp, mediaType)
 	if err != nil {
 		return nil, err
 	}
@@ -211,18 +211,14 @@ func layerMediaType(c Compression) (string, error) {
 }
 
 // writeLayers builds every layer, largest first, on all cores.
-func writeLayers(ctx context.Context, repo *ostree.Repo, commit ostree.Checksum, plan *Plan, w oci.Writer, comp Compression, mediaType string) ([]LayerResult, error) {
+func writeLayers(ctx context.Context, repo *ostree.Repo, commit ostree.Checksum, subject string, plan *Plan, w oci.Writer, comp Compression, mediaType string) ([]LayerResult, error) {
 	type job struct {
 		size      int64
 		write     func(io.Writer) error
 		createdBy string
 		annot     map[string]string
 	}
-	cm, err := repo.ReadCommit(commit)
-	if err != nil {
-		return nil, err
-	}
-	createdBy := cm.Subject
+	createdBy := subject
 	if createdBy == "" {
 		createdBy = "ostree export of commit " + commit.String()
 	}

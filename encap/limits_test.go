@@ -3,8 +3,6 @@ package encap
 import (
 	"archive/tar"
 	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -14,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/gzip"
-	"github.com/ocitree/ocitree/oci"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -72,57 +69,7 @@ func bombLayer(t *testing.T, files int, size, trailer int64) ([]byte, digest.Dig
 // descriptor.
 func limitDerive(t *testing.T, dir string, img *Result, blob []byte, mt string, diffID digest.Digest, tag string) v1.Descriptor {
 	t.Helper()
-	ctx := context.Background()
-	ref, err := oci.ParseRef("oci:" + dir + ":" + tag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m v1.Manifest
-	var cfg v1.Image
-	if err := json.Unmarshal(img.Manifest, &m); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(img.Config, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	w, err := oci.NewWriter(ctx, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	for _, l := range m.Layers {
-		b, err := os.ReadFile(filepath.Join(dir, "blobs", l.Digest.Algorithm().String(), l.Digest.Encoded()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.PutBlob(ctx, bytes.NewReader(b), l); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ld, err := w.PutBlob(ctx, bytes.NewReader(blob), v1.Descriptor{MediaType: mt, Digest: digest.FromBytes(blob), Size: int64(len(blob))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Layers = append(m.Layers, ld)
-	cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, diffID)
-	cfg.History = append(cfg.History, v1.History{CreatedBy: "RUN derive"})
-	cb, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.Config, err = w.PutBlob(ctx, bytes.NewReader(cb), v1.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: digest.FromBytes(cb), Size: int64(len(cb))}); err != nil {
-		t.Fatal(err)
-	}
-	mb, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.PutManifest(ctx, mb, v1.MediaTypeImageManifest); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ld, _ := deriveImage(t, dir, img, blob, mt, diffID, tag)
 	return ld
 }
 

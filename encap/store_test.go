@@ -439,8 +439,16 @@ func TestPullImageCancelled(t *testing.T) {
 }
 
 // storeDerive writes the image img of the layout dir plus one uncompressed
-// derived layer (the tar layer) as dir:tag.
+// derived layer (the tar layer) as dir:tag and returns the manifest digest.
 func storeDerive(t *testing.T, dir string, img *Result, layer []byte, tag string) digest.Digest {
+	_, md := deriveImage(t, dir, img, layer, v1.MediaTypeImageLayer, digest.FromBytes(layer), tag)
+	return md
+}
+
+// deriveImage writes the image img of the layout dir plus one derived layer
+// blob (media type mt, uncompressed digest diffID) as dir:tag, and returns
+// the layer's descriptor and the manifest digest.
+func deriveImage(t *testing.T, dir string, img *Result, blob []byte, mt string, diffID digest.Digest, tag string) (v1.Descriptor, digest.Digest) {
 	t.Helper()
 	ctx := context.Background()
 	ref, err := oci.ParseRef("oci:" + dir + ":" + tag)
@@ -469,12 +477,12 @@ func storeDerive(t *testing.T, dir string, img *Result, layer []byte, tag string
 			t.Fatal(err)
 		}
 	}
-	ld, err := w.PutBlob(ctx, bytes.NewReader(layer), v1.Descriptor{MediaType: v1.MediaTypeImageLayer, Digest: digest.FromBytes(layer), Size: int64(len(layer))})
+	ld, err := w.PutBlob(ctx, bytes.NewReader(blob), v1.Descriptor{MediaType: mt, Digest: digest.FromBytes(blob), Size: int64(len(blob))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.Layers = append(m.Layers, ld)
-	cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, digest.FromBytes(layer))
+	cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, diffID)
 	cfg.History = append(cfg.History, v1.History{CreatedBy: "RUN derive"})
 	cb, err := json.Marshal(cfg)
 	if err != nil {
@@ -493,7 +501,7 @@ func storeDerive(t *testing.T, dir string, img *Result, layer []byte, tag string
 	if err := w.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return digest.FromBytes(mb)
+	return ld, digest.FromBytes(mb)
 }
 
 // storeLookup returns the checksum of the file at p in commit c.
