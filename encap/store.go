@@ -48,6 +48,8 @@ type PullOptions struct {
 	Derived DerivedOptions
 	// NoGC leaves unreferenced layer refs in place after the pull.
 	NoGC bool
+	// Progress, when not nil, is told what is fetched.
+	Progress PullProgress
 }
 
 // PullResult says what PullImage did (or, with Check, would do).
@@ -212,7 +214,10 @@ func PullImage(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref stri
 		return res, nil
 	}
 
-	if err := fetchOstreeLayers(ctx, repo, r, missing, opts.Parallel); err != nil {
+	if opts.Progress != nil {
+		opts.Progress.Begin(res.LayersFetched, res.BytesFetched)
+	}
+	if err := fetchOstreeLayers(ctx, repo, r, missing, opts.Parallel, opts.Progress); err != nil {
 		return nil, err
 	}
 	base := ostreeLayers[0].commit
@@ -221,7 +226,7 @@ func PullImage(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref stri
 	}
 	res.BaseCommit = base
 
-	merge, err := writeMerge(ctx, repo, r, layout, derived, base, res.ManifestDigest, mb, cb, imageRef, opts.Derived)
+	merge, err := writeMerge(ctx, repo, r, layout, derived, base, res.ManifestDigest, mb, cb, imageRef, opts.Derived, opts.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +270,7 @@ func sameImage(repo *ostree.Repo, prev ostree.Checksum, md, cfg digest.Digest) (
 // each in its own transaction. The commit layer's transaction is committed
 // only after every component layer is, so that VerifyCommitComplete sees
 // their objects. On the first error the other fetches are cancelled.
-func fetchOstreeLayers(ctx context.Context, repo *ostree.Repo, r oci.Reader, missing []*layerState, parallel int) error {
+func fetchOstreeLayers(ctx context.Context, repo *ostree.Repo, r oci.Reader, missing []*layerState, parallel int, progress PullProgress) error {
 	if len(missing) == 0 {
 		return nil
 	}
@@ -312,14 +317,14 @@ func fetchOstreeLayers(ctx context.Context, repo *ostree.Repo, r oci.Reader, mis
 			defer wg.Done()
 			var err error
 			if l.index == 0 {
-				err = importCommitLayerBlob(ctx, repo, r, l, sem, func() bool {
+				err = importCommitLayerBlob(ctx, repo, r, l, progress, sem, func() bool {
 					compWG.Wait()
 					mu.Lock()
 					defer mu.Unlock()
 					return !compFailed
 				})
 			} else {
-				err = importChunkLayerBlob(ctx, repo, r, l)
+				err = importChunkLayerBlob(ctx, repo, r, l, progress)
 				if err != nil {
 					mu.Lock()
 					compFailed = true
@@ -345,14 +350,14 @@ func fetchOstreeLayers(ctx context.Context, repo *ostree.Repo, r oci.Reader, mis
 
 // importChunkLayerBlob fetches one component layer and commits it with its
 // object-set commit and blob ref.
-func importChunkLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, l *layerState) error {
+func importChunkLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, l *layerState, progress PullProgress) error {
 	txn, err := repo.Begin()
 	if err != nil {
 		return err
 	}
 	defer txn.Abort()
 	im := newImporter(txn, false)
-	if err := importLayerBlob(ctx, r, l.desc, l.diffID, im.run); err != nil {
+	if err := importLayerBlob(ctx, r, l.desc, l.diffID, progress, im.run); err != nil {
 		return err
 	}
 	objs := make([]ostree.Checksum, 0, len(im.files))
@@ -376,7 +381,7 @@ func importChunkLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, 
 // importCommitLayerBlob fetches the commit layer; before committing it
 // releases its slot in sem and calls wait, which reports whether every
 // component layer was imported.
-func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, l *layerState, sem chan struct{}, wait func() bool) error {
+func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, l *layerState, progress PullProgress, sem chan struct{}, wait func() bool) error {
 	released := false
 	release := func() {
 		if !released {
@@ -391,7 +396,7 @@ func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader,
 	}
 	defer txn.Abort()
 	var commit ostree.Checksum
-	err = importLayerBlob(ctx, r, l.desc, l.diffID, func(tr io.Reader) error {
+	err = importLayerBlob(ctx, r, l.desc, l.diffID, progress, func(tr io.Reader) error {
 		c, err := ImportCommitLayer(txn, tr)
 		commit = c
 		return err
@@ -453,7 +458,7 @@ func writeObjectSetCommit(txn *ostree.Txn, objs []ostree.Checksum) (ostree.Check
 
 // writeMerge applies the derived layers onto the base tree and writes the
 // merge commit and the image ref in one transaction.
-func writeMerge(ctx context.Context, repo *ostree.Repo, r oci.Reader, layout *ImageLayout, derived []v1.Descriptor, base ostree.Checksum, md digest.Digest, mb, cb []byte, imageRef string, dopts DerivedOptions) (ostree.Checksum, error) {
+func writeMerge(ctx context.Context, repo *ostree.Repo, r oci.Reader, layout *ImageLayout, derived []v1.Descriptor, base ostree.Checksum, md digest.Digest, mb, cb []byte, imageRef string, dopts DerivedOptions, progress PullProgress) (ostree.Checksum, error) {
 	var zero ostree.Checksum
 	bc, err := repo.ReadCommit(base)
 	if err != nil {
@@ -467,7 +472,7 @@ func writeMerge(ctx context.Context, repo *ostree.Repo, r oci.Reader, layout *Im
 	tree := ostree.NewMutableTreeFrom(repo, bc.RootTree, bc.RootMeta)
 	for j, desc := range derived {
 		i := layout.OstreeLayers + j
-		err := importLayerBlob(ctx, r, desc, layout.Config.RootFS.DiffIDs[i], func(tr io.Reader) error {
+		err := importLayerBlob(ctx, r, desc, layout.Config.RootFS.DiffIDs[i], progress, func(tr io.Reader) error {
 			_, err := ApplyDerivedLayer(txn, tree, tr, dopts)
 			return err
 		})
