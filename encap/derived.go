@@ -86,6 +86,11 @@ type derivedApplier struct {
 	// what whiteouts of this same layer must not hide.
 	added      map[string]struct{}
 	defaultDir ostree.Checksum
+	// onPayload, when set, is told the content object of every non-empty
+	// payload in tar order; payloads the tree does not take (dropped or
+	// whiteout entries) are then written too, for the layer record.
+	onPayload func(ostree.Checksum)
+	reported  bool
 }
 
 // ApplyDerivedLayer applies one uncompressed derived-layer tar stream onto
@@ -117,15 +122,20 @@ type derivedApplier struct {
 // Everything is written through txn. After an error, tree is in an
 // unspecified state and the caller should abort txn.
 func ApplyDerivedLayer(txn *ostree.Txn, tree *ostree.MutableTree, r io.Reader, opts DerivedOptions) (*LayerStats, error) {
+	return applyDerivedLayer(txn, tree, r, opts, nil)
+}
+
+func applyDerivedLayer(txn *ostree.Txn, tree *ostree.MutableTree, r io.Reader, opts DerivedOptions, onPayload func(ostree.Checksum)) (*LayerStats, error) {
 	if txn == nil || tree == nil {
 		return nil, errors.New("derived layer: nil transaction or tree")
 	}
 	a := &derivedApplier{
-		txn:   txn,
-		root:  tree,
-		opts:  opts,
-		stats: &LayerStats{Dropped: map[string]int{}},
-		added: map[string]struct{}{},
+		txn:       txn,
+		root:      tree,
+		opts:      opts,
+		stats:     &LayerStats{Dropped: map[string]int{}},
+		added:     map[string]struct{}{},
+		onPayload: onPayload,
 	}
 	tr := tar.NewReader(r)
 	for {
@@ -136,11 +146,30 @@ func ApplyDerivedLayer(txn *ostree.Txn, tree *ostree.MutableTree, r io.Reader, o
 		if err != nil {
 			return nil, fmt.Errorf("derived layer: reading tar: %w", err)
 		}
+		a.reported = false
 		if err := a.entry(hdr, tr); err != nil {
+			return nil, fmt.Errorf("derived layer: entry %q: %w", hdr.Name, err)
+		}
+		if err := a.keepPayload(hdr, tr); err != nil {
 			return nil, fmt.Errorf("derived layer: entry %q: %w", hdr.Name, err)
 		}
 	}
 	return a.stats, nil
+}
+
+// keepPayload stores the payload of an entry the tree did not take, when
+// recording.
+func (a *derivedApplier) keepPayload(hdr *tar.Header, tr *tar.Reader) error {
+	if a.onPayload == nil || a.reported || hdr.Typeflag != tar.TypeReg || hdr.Size == 0 {
+		return nil
+	}
+	meta := &ostree.FileMeta{UID: uint32(hdr.Uid), GID: uint32(hdr.Gid), Mode: 0o100000 | uint32(hdr.Mode)&0o7777}
+	c, err := a.txn.WriteContent(meta, tr, hdr.Size)
+	if err != nil {
+		return err
+	}
+	a.onPayload(c)
+	return nil
 }
 
 // derivedPath normalizes a tar path into components below the root.
@@ -249,6 +278,10 @@ func (a *derivedApplier) entry(hdr *tar.Header, tr *tar.Reader) error {
 		meta := &ostree.FileMeta{UID: uint32(hdr.Uid), GID: uint32(hdr.Gid), Mode: 0o100000 | perm, Xattrs: xattrs}
 		if c, err = a.txn.WriteContent(meta, tr, hdr.Size); err != nil {
 			return err
+		}
+		if a.onPayload != nil && hdr.Size > 0 {
+			a.onPayload(c)
+			a.reported = true
 		}
 		a.stats.Files++
 	case tar.TypeSymlink:

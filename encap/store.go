@@ -39,7 +39,8 @@ const DefaultPullParallelism = 2
 // PullOptions control PullImage.
 type PullOptions struct {
 	// Check fetches only the manifest and config and reports what a pull
-	// would download; nothing is written.
+	// would download. Only the cached update of a stored image is written
+	// (as ostree-ext does).
 	Check bool
 	// Parallel is how many ostree layers are fetched at once
 	// (DefaultPullParallelism when 0).
@@ -129,10 +130,13 @@ type layerState struct {
 // ref points at a synthetic object-set commit (§5.6), the commit layer's
 // ref at the image's ostree commit, checked complete first. So layers that
 // finished survive an interrupted pull and a ref never points at partial
-// content. Derived layers are then applied in manifest order onto the base
-// commit's tree and the merge commit is written, in one more transaction
-// that sets the image ref. Derived layers get no blob refs yet, so every
-// derived layer is fetched on each pull that is not AlreadyPresent.
+// content. Every fetched layer is also recorded with tar-split
+// (layerrecord.go) so that PushImage can rebuild it. Derived layers are then
+// applied in manifest order onto the base commit's tree and the merge
+// commit is written, in one more transaction that sets the image ref; a
+// derived layer whose blob ref exists is rebuilt from its record instead of
+// being fetched again. When the image ref held another image, the new
+// manifest and config are first recorded as its cached update.
 //
 // Unless NoGC, layer refs that no stored image's manifest lists are deleted
 // afterwards (objects are not pruned). A GC running while another process
@@ -158,9 +162,11 @@ func PullImage(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref stri
 	res := &PullResult{ManifestDigest: digest.FromBytes(mb)}
 
 	// §5.3 step 3: the same image is stored already.
-	if prev, ok, err := readRefMaybe(repo, imageRef); err != nil {
+	prev, prevOK, err := readRefMaybe(repo, imageRef)
+	if err != nil {
 		return nil, err
-	} else if ok {
+	}
+	if prevOK {
 		same, err := sameImage(repo, prev, res.ManifestDigest, layout.Manifest.Config.Digest)
 		if err != nil {
 			return nil, err
@@ -202,12 +208,25 @@ func PullImage(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref stri
 	if ostreeLayers[0].have {
 		res.BaseCommit = ostreeLayers[0].commit
 	}
-	derived := layout.Manifest.Layers[layout.OstreeLayers:]
-	count := append(append([]v1.Descriptor{}, descs(missing)...), derived...)
-	for _, d := range count {
+	derived, err := derivedLayers(repo, layout)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range derived {
+		if d.have {
+			res.LayersPresent++
+		}
+	}
+	for _, d := range append(descs(missing), fetchedDescs(derived)...) {
 		res.LayersFetched++
 		if d.Size > 0 {
 			res.BytesFetched += d.Size
+		}
+	}
+	if prevOK {
+		// ostree-ext's "cached update": lets a later check answer offline.
+		if err := writeCachedUpdate(repo, prev, res.ManifestDigest, mb, cb); err != nil {
+			return nil, err
 		}
 	}
 	if opts.Check {
@@ -226,7 +245,7 @@ func PullImage(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref stri
 	}
 	res.BaseCommit = base
 
-	merge, err := writeMerge(ctx, repo, r, layout, derived, base, res.ManifestDigest, mb, cb, imageRef, opts.Derived, opts.Progress)
+	merge, err := writeMerge(ctx, repo, r, derived, base, res.ManifestDigest, mb, cb, imageRef, opts.Derived, opts.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +376,12 @@ func importChunkLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, 
 	}
 	defer txn.Abort()
 	im := newImporter(txn, false)
-	if err := importLayerBlob(ctx, r, l.desc, l.diffID, progress, im.run); err != nil {
+	rec := newSplitRecorder(inlineOstreePayload)
+	info, err := importLayerBlob(ctx, r, l.desc, l.diffID, blobOptions{progress: progress, record: rec}, im.run)
+	if err != nil {
+		return err
+	}
+	if err := writeOstreeRecord(txn, l, rec, info); err != nil {
 		return err
 	}
 	objs := make([]ostree.Checksum, 0, len(im.files))
@@ -396,12 +420,16 @@ func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader,
 	}
 	defer txn.Abort()
 	var commit ostree.Checksum
-	err = importLayerBlob(ctx, r, l.desc, l.diffID, progress, func(tr io.Reader) error {
+	rec := newSplitRecorder(inlineOstreePayload)
+	info, err := importLayerBlob(ctx, r, l.desc, l.diffID, blobOptions{progress: progress, record: rec}, func(tr io.Reader) error {
 		c, err := ImportCommitLayer(txn, tr)
 		commit = c
 		return err
 	})
 	if err != nil {
+		return err
+	}
+	if err := writeOstreeRecord(txn, l, rec, info); err != nil {
 		return err
 	}
 	release()
@@ -422,6 +450,25 @@ func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader,
 	}
 	l.commit, l.have = commit, true
 	return nil
+}
+
+// writeOstreeRecord writes the record of an ostree layer and its ref, when
+// the layer could be recorded (a layer that cannot is still imported; a
+// push then recompresses it).
+func writeOstreeRecord(txn *ostree.Txn, l *layerState, rec *splitRecorder, info *blobInfo) error {
+	split, err := rec.bytes()
+	if err != nil {
+		return nil
+	}
+	c, err := writeLayerRecord(txn, recordOstree, &blobDesc{diffID: l.diffID, mediaType: l.desc.MediaType, size: l.desc.Size}, info, split, nil)
+	if err != nil {
+		return err
+	}
+	ref, err := TarSplitRefName(l.desc.Digest)
+	if err != nil {
+		return err
+	}
+	return txn.SetRef(ref, &c)
 }
 
 // writeObjectSetCommit writes the synthetic commit of a component layer
@@ -456,43 +503,6 @@ func writeObjectSetCommit(txn *ostree.Txn, objs []ostree.Checksum) (ostree.Check
 	return txn.WriteMetadata(ostree.ObjCommit, cb)
 }
 
-// writeMerge applies the derived layers onto the base tree and writes the
-// merge commit and the image ref in one transaction.
-func writeMerge(ctx context.Context, repo *ostree.Repo, r oci.Reader, layout *ImageLayout, derived []v1.Descriptor, base ostree.Checksum, md digest.Digest, mb, cb []byte, imageRef string, dopts DerivedOptions, progress PullProgress) (ostree.Checksum, error) {
-	var zero ostree.Checksum
-	bc, err := repo.ReadCommit(base)
-	if err != nil {
-		return zero, err
-	}
-	txn, err := repo.Begin()
-	if err != nil {
-		return zero, err
-	}
-	defer txn.Abort()
-	tree := ostree.NewMutableTreeFrom(repo, bc.RootTree, bc.RootMeta)
-	for j, desc := range derived {
-		i := layout.OstreeLayers + j
-		err := importLayerBlob(ctx, r, desc, layout.Config.RootFS.DiffIDs[i], progress, func(tr io.Reader) error {
-			_, err := ApplyDerivedLayer(txn, tree, tr, dopts)
-			return err
-		})
-		if err != nil {
-			return zero, fmt.Errorf("derived layer %d (%s): %w", i, desc.Digest, err)
-		}
-	}
-	merge, err := WriteMergeCommit(txn, tree, base, md.String(), mb, cb)
-	if err != nil {
-		return zero, err
-	}
-	if err := txn.SetRef(imageRef, &merge); err != nil {
-		return zero, err
-	}
-	if err := txn.Commit(); err != nil {
-		return zero, err
-	}
-	return merge, nil
-}
-
 // manifestOf reads the manifest stored in a merge commit's metadata; ok is
 // false when the commit has none.
 func manifestOf(repo *ostree.Repo, c ostree.Checksum) (m *v1.Manifest, ok bool, err error) {
@@ -511,11 +521,12 @@ func manifestOf(repo *ostree.Repo, c ostree.Checksum) (m *v1.Manifest, ok bool, 
 	return m, true, nil
 }
 
-// GCImageLayers deletes every layer ref (BlobRefPrefix) whose digest no
+// GCImageLayers deletes every layer ref (BlobRefPrefix, TarSplitRefPrefix) whose digest no
 // stored image lists (§5.10): the roots are the manifests of all image refs
 // and of the commits under ostree/0/, ostree/1/, rpmostree/base/ and
 // ostree/container/baseimage/ that carry one. Objects are not pruned.
-// It returns how many refs were deleted.
+// It returns how many layer blob refs were deleted (a layer's record ref
+// goes with it and is not counted).
 func GCImageLayers(repo *ostree.Repo) (int, error) {
 	refs, err := repo.ListRefs()
 	if err != nil {
@@ -524,7 +535,7 @@ func GCImageLayers(repo *ostree.Repo) (int, error) {
 	keep := map[string]bool{}
 	var blobs []string
 	for _, ref := range refs {
-		if strings.HasPrefix(ref.Name, BlobRefPrefix) {
+		if strings.HasPrefix(ref.Name, BlobRefPrefix) || strings.HasPrefix(ref.Name, TarSplitRefPrefix) {
 			blobs = append(blobs, ref.Name)
 			continue
 		}
@@ -552,7 +563,11 @@ func GCImageLayers(repo *ostree.Repo) (int, error) {
 	}
 	var del []string
 	for _, name := range blobs {
-		d, err := UnescapeRef(strings.TrimPrefix(name, BlobRefPrefix))
+		esc, ok := strings.CutPrefix(name, BlobRefPrefix)
+		if !ok {
+			esc = strings.TrimPrefix(name, TarSplitRefPrefix)
+		}
+		d, err := UnescapeRef(esc)
 		if err != nil {
 			continue // not a name we write: leave it alone
 		}
@@ -576,7 +591,13 @@ func GCImageLayers(repo *ostree.Repo) (int, error) {
 	if err := txn.Commit(); err != nil {
 		return 0, err
 	}
-	return len(del), nil
+	n := 0
+	for _, name := range del {
+		if strings.HasPrefix(name, BlobRefPrefix) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // ImageInfo describes one stored image.

@@ -652,3 +652,157 @@ func TestPullImageRecompressedBlob(t *testing.T) {
 	}
 	realFsck(t, repo)
 }
+
+// derivedRecordLayer is a derived layer with what its record must keep:
+// a dropped /tmp file with content, a duplicate path, a whiteout and an
+// xattr, in PAX format.
+func derivedRecordLayer(t *testing.T) []byte {
+	t.Helper()
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	for _, e := range []struct {
+		name, body string
+		pax        map[string]string
+	}{
+		{"usr/share/doc/EXTRA", "first copy\n", nil},
+		{"tmp/build.log", "dropped by the store, kept by the record\n", nil},
+		{"usr/share/man/.wh.tool.1", "", nil},
+		{"etc/derived.conf", "x=1\n", map[string]string{"SCHILY.xattr.user.note": "derived"}},
+		{"usr/share/doc/EXTRA", "second copy wins\n", nil},
+	} {
+		h := &tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.body)), Typeflag: tar.TypeReg, PAXRecords: e.pax}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(e.body))
+	}
+	tw.Close()
+	return tb.Bytes()
+}
+
+// rebuiltLayer rebuilds a stored layer's tar from its record.
+func rebuiltLayer(t *testing.T, repo *ostree.Repo, d digest.Digest, derived bool) []byte {
+	t.Helper()
+	name, _ := TarSplitRefName(d)
+	if derived {
+		name, _ = BlobRefName(d)
+	}
+	c, err := repo.ReadRef(name)
+	if err != nil {
+		t.Fatalf("layer %s has no record: %v", d, err)
+	}
+	rec, err := readLayerRecord(repo, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := withAssembledTar(repo, rec, func(r io.Reader) error { _, err := io.Copy(&out, r); return err }); err != nil {
+		t.Fatalf("layer %s: %v", d, err)
+	}
+	return out.Bytes()
+}
+
+// TestPullImageLayerRecords: every pulled layer is recorded so that its
+// exact tar comes back from the store, and a derived layer already stored
+// is applied onto a new base without being fetched again.
+func TestPullImageLayerRecords(t *testing.T) {
+	src := storeRepo(t)
+	c1 := storeCommit(t, src, storeFiles(), 1700000000)
+	files := storeFiles()
+	files["usr/bin/tool"] = "tool, version 2\n"
+	c2 := storeCommit(t, src, files, 1700000100)
+	dir := filepath.Join(t.TempDir(), "layout")
+	img1 := storeEncap(t, src, c1, dir, "v1", nil)
+	img2 := storeEncap(t, src, c2, dir, "v2", img1)
+	layer := derivedRecordLayer(t)
+	storeDerive(t, dir, img1, layer, "d1")
+	storeDerive(t, dir, img2, layer, "d2")
+
+	repo := storeRepo(t)
+	res1, err := storePull(t, repo, "oci:"+dir+":d1", PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m v1.Manifest
+	if err := json.Unmarshal([]byte(mustMergeMeta(t, repo, res1.MergeCommit, "ostree.manifest")), &m); err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range m.Layers {
+		blob, err := os.ReadFile(filepath.Join(dir, "blobs", "sha256", l.Digest.Encoded()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := blob
+		if i < len(m.Layers)-1 {
+			want = gunzip(t, blob)
+		}
+		if got := rebuiltLayer(t, repo, l.Digest, i == len(m.Layers)-1); !bytes.Equal(got, want) {
+			t.Errorf("layer %d: rebuilt tar (%d bytes) differs from the pulled one (%d bytes)", i, len(got), len(want))
+		}
+	}
+
+	// The derived layer's blob is gone from the layout: the second image
+	// can only be built from the record.
+	derivedDigest := m.Layers[len(m.Layers)-1].Digest
+	if err := os.Remove(filepath.Join(dir, "blobs", "sha256", derivedDigest.Encoded())); err != nil {
+		t.Fatal(err)
+	}
+	res2, err := storePull(t, repo, "oci:"+dir+":d2", PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res2.LayersFetched == 0 || res2.LayersPresent < 2 {
+		t.Errorf("second pull: %+v", res2)
+	}
+	want := map[string]bool{"usr/share/doc/EXTRA": true, "usr/etc/derived.conf": true, "usr/share/man/tool.1": false, "tmp/build.log": false}
+	for p, present := range want {
+		if _, ok := storeLookup(t, repo, res2.MergeCommit, p); ok != present {
+			t.Errorf("merge commit of d2: %s present = %v, want %v", p, ok, present)
+		}
+	}
+	f1, _ := storeLookup(t, repo, res1.MergeCommit, "usr/share/doc/EXTRA")
+	f2, _ := storeLookup(t, repo, res2.MergeCommit, "usr/share/doc/EXTRA")
+	ct, err := repo.OpenContent(f2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(ct.Payload)
+	ct.Payload.Close()
+	if f1 != f2 || string(body) != "second copy wins\n" {
+		t.Errorf("EXTRA in d2 = %q (%s), d1 has %s", body, f2, f1)
+	}
+	if tool, _ := storeLookup(t, repo, res2.MergeCommit, "usr/bin/tool"); tool == (ostree.Checksum{}) {
+		t.Error("d2 lacks usr/bin/tool")
+	}
+	realFsck(t, repo)
+
+	// Removing the images removes the records with the layers.
+	if _, err := RemoveImages(repo, []string{"oci:" + dir + ":d1", "oci:" + dir + ":d2"}); err != nil {
+		t.Fatal(err)
+	}
+	if refs := refMap(t, repo); len(refs) != 0 {
+		t.Errorf("refs left after removing every image: %v", refs)
+	}
+}
+
+func mustMergeMeta(t *testing.T, repo *ostree.Repo, c ostree.Checksum, key string) string {
+	t.Helper()
+	cm, err := repo.ReadCommit(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cm.Metadata.String(key)
+}
+
+func gunzip(t *testing.T, b []byte) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

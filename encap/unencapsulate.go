@@ -2,8 +2,6 @@ package encap
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +12,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/ocitree/ocitree/oci"
 	"github.com/ocitree/ocitree/ostree"
-	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -115,7 +112,7 @@ func Unencapsulate(ctx context.Context, repo *ostree.Repo, r oci.Reader, ref str
 	defer txn.Abort()
 	var commit ostree.Checksum
 	for i, desc := range layout.Manifest.Layers {
-		err := importLayerBlob(ctx, r, desc, layout.Config.RootFS.DiffIDs[i], nil, func(tr io.Reader) error {
+		_, err := importLayerBlob(ctx, r, desc, layout.Config.RootFS.DiffIDs[i], blobOptions{}, func(tr io.Reader) error {
 			if i == 0 {
 				c, err := ImportCommitLayer(txn, tr)
 				commit = c
@@ -139,71 +136,6 @@ func Unencapsulate(ctx context.Context, repo *ostree.Repo, r oci.Reader, ref str
 		}
 	}
 	return commit, txn.Commit()
-}
-
-// importLayerBlob streams one layer blob through decompression into
-// consume, and checks the uncompressed bytes against diffID.
-func importLayerBlob(ctx context.Context, r oci.Reader, desc oci.Descriptor, diffID digest.Digest, progress PullProgress, consume func(io.Reader) error) error {
-	rc, err := r.Blob(ctx, desc)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	var blob io.Reader = rc
-	if progress != nil {
-		blob = &progressReader{r: rc, p: progress}
-	}
-	dr, err := decompressor(blob, desc.MediaType)
-	if err != nil {
-		return err
-	}
-	defer dr.Close()
-	h := sha256.New()
-	tee := io.TeeReader(limitLayer(dr, desc), h)
-	if err := consume(tee); err != nil {
-		return err
-	}
-	// The tar may end before the stream does (zero padding): hash the rest.
-	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return fmt.Errorf("reading layer: %w", err)
-	}
-	// Drain the blob so the reader verifies its digest.
-	if _, err := io.Copy(io.Discard, blob); err != nil {
-		return err
-	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != diffID.String() {
-		return fmt.Errorf("diff_id mismatch: uncompressed layer is %s, config says %s", got, diffID)
-	}
-	if progress != nil {
-		progress.LayerDone()
-	}
-	return nil
-}
-
-// PullProgress receives a pull's progress. Its methods may be called from
-// several goroutines at once and must not block for long.
-type PullProgress interface {
-	// Begin is called once before the first fetch with the number of
-	// layers and compressed bytes that will be downloaded.
-	Begin(layers int, bytes int64)
-	// Fetched reports n more compressed bytes read from the source.
-	Fetched(n int64)
-	// LayerDone reports one more layer fetched, verified and imported.
-	LayerDone()
-}
-
-// progressReader reports the bytes read through it.
-type progressReader struct {
-	r io.Reader
-	p PullProgress
-}
-
-func (pr *progressReader) Read(b []byte) (int, error) {
-	n, err := pr.r.Read(b)
-	if n > 0 {
-		pr.p.Fetched(int64(n))
-	}
-	return n, err
 }
 
 func decompressor(r io.Reader, mediaType string) (io.ReadCloser, error) {

@@ -1,0 +1,130 @@
+package encap
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+
+	"github.com/ocitree/ocitree/oci"
+	"github.com/opencontainers/go-digest"
+)
+
+// blobPrefixLen is how much of a compressed blob's start is fingerprinted
+// at import (blobInfo.Prefix), so that a push can tell within that many
+// bytes whether a compressor reproduces the blob.
+const blobPrefixLen = 64 << 10
+
+// blobOptions control importLayerBlob.
+type blobOptions struct {
+	progress PullProgress
+	// record, when set, records the uncompressed stream (tarsplit.go).
+	record *splitRecorder
+}
+
+// blobInfo is what importLayerBlob learnt about a blob besides its content.
+type blobInfo struct {
+	// Prefix is "<n>:<sha256 hex>" of the blob's first n bytes, n =
+	// min(size, blobPrefixLen).
+	Prefix string
+}
+
+// importLayerBlob streams one layer blob through decompression into
+// consume, and checks the uncompressed bytes against diffID (the blob's
+// digest is checked by r).
+func importLayerBlob(ctx context.Context, r oci.Reader, desc oci.Descriptor, diffID digest.Digest, opts blobOptions, consume func(io.Reader) error) (*blobInfo, error) {
+	rc, err := r.Blob(ctx, desc)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	pf := &prefixHasher{r: rc, h: sha256.New(), left: blobPrefixLen}
+	var blob io.Reader = pf
+	if opts.progress != nil {
+		blob = &progressReader{r: blob, p: opts.progress}
+	}
+	dr, err := decompressor(blob, desc.MediaType)
+	if err != nil {
+		return nil, err
+	}
+	defer dr.Close()
+	h := sha256.New()
+	var tar io.Reader = io.TeeReader(limitLayer(dr, desc), h)
+	var rec *splitStream
+	if opts.record != nil {
+		rec = opts.record.record(tar)
+		tar = rec
+	}
+	if err := consume(tar); err != nil {
+		if rec != nil {
+			rec.abort(err)
+		}
+		return nil, err
+	}
+	// The tar may end before the stream does (zero padding): read the rest.
+	if rec != nil {
+		err = rec.finish()
+	} else {
+		_, err = io.Copy(io.Discard, tar)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading layer: %w", err)
+	}
+	// Drain the blob so the reader verifies its digest.
+	if _, err := io.Copy(io.Discard, blob); err != nil {
+		return nil, err
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != diffID.String() {
+		return nil, fmt.Errorf("diff_id mismatch: uncompressed layer is %s, config says %s", got, diffID)
+	}
+	if opts.progress != nil {
+		opts.progress.LayerDone()
+	}
+	return &blobInfo{Prefix: fmt.Sprintf("%d:%x", pf.n, pf.h.Sum(nil))}, nil
+}
+
+// prefixHasher hashes the first bytes read through it.
+type prefixHasher struct {
+	r    io.Reader
+	h    hash.Hash
+	left int
+	n    int
+}
+
+func (p *prefixHasher) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if k := min(n, p.left); k > 0 {
+		p.h.Write(b[:k])
+		p.left -= k
+		p.n += k
+	}
+	return n, err
+}
+
+// PullProgress receives a pull's progress. Its methods may be called from
+// several goroutines at once and must not block for long.
+type PullProgress interface {
+	// Begin is called once before the first fetch with the number of
+	// layers and compressed bytes that will be downloaded.
+	Begin(layers int, bytes int64)
+	// Fetched reports n more compressed bytes read from the source.
+	Fetched(n int64)
+	// LayerDone reports one more layer fetched, verified and imported.
+	LayerDone()
+}
+
+// progressReader reports the bytes read through it.
+type progressReader struct {
+	r io.Reader
+	p PullProgress
+}
+
+func (pr *progressReader) Read(b []byte) (int, error) {
+	n, err := pr.r.Read(b)
+	if n > 0 {
+		pr.p.Fetched(int64(n))
+	}
+	return n, err
+}

@@ -1,0 +1,272 @@
+package encap
+
+// Tar-split records: everything of an uncompressed layer tar except the file
+// payloads (raw headers, padding, the end-of-archive blocks and anything
+// after them), as tar-split's newline-delimited JSON entries, gzip
+// compressed. With the payloads taken back from the store the exact tar —
+// and so the diff_id — can be rebuilt, and with the same compressor the
+// exact blob (push.go).
+//
+// The entry format is tar-split's (storage.Entry: type 2 segments with raw
+// bytes, type 1 files with name, size and the CRC-64/ISO of the payload), so
+// the records can be read by tar-split's tools, with two differences that
+// tar-split's own packer does not allow: a path may appear more than once
+// (layers may hold duplicates; payloads are found by their order, not their
+// name), and a payload may be kept inline as a segment (small non-object
+// entries of ostree layers, such as xattrs blobs, that the store cannot
+// give back by name).
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc64"
+	"io"
+
+	"github.com/klauspost/compress/gzip"
+	tstar "github.com/vbatts/tar-split/archive/tar"
+	"github.com/vbatts/tar-split/tar/storage"
+)
+
+// crcTable is tar-split's payload checksum (CRC-64/ISO).
+var crcTable = crc64.MakeTable(crc64.ISO)
+
+// Limits on payloads kept inline in a record: they are held in memory and
+// end up in commit metadata.
+const (
+	maxInlinePayload = 1 << 20
+	maxInlineTotal   = 8 << 20
+)
+
+// splitPayload is one payload a record references: the n-th file entry with
+// a non-empty payload that was not kept inline.
+type splitPayload struct {
+	Name string
+	Size int64
+}
+
+// splitRecorder records a tar stream while it passes through.
+type splitRecorder struct {
+	// inline reports the entries whose payload is kept in the record; nil
+	// keeps none.
+	inline func(name string) bool
+
+	// failed is set when the layer cannot be recorded (too much to keep
+	// inline); the stream still passes through, bytes reports it.
+	failed   error
+	buf      bytes.Buffer
+	zw       *gzip.Writer
+	enc      *json.Encoder
+	pos      int
+	inlined  int64
+	payloads []splitPayload
+}
+
+func newSplitRecorder(inline func(name string) bool) *splitRecorder {
+	s := &splitRecorder{inline: inline}
+	s.zw, _ = gzip.NewWriterLevel(&s.buf, gzip.BestCompression)
+	s.enc = json.NewEncoder(s.zw)
+	return s
+}
+
+// splitStream is the pass-through side of a recording.
+type splitStream struct {
+	pr   *io.PipeReader
+	done chan error
+}
+
+// record returns a reader that yields exactly the bytes of src while the
+// recorder parses and records them. The caller must end with finish (all
+// went well) or abort.
+func (s *splitRecorder) record(src io.Reader) *splitStream {
+	pr, pw := io.Pipe()
+	st := &splitStream{pr: pr, done: make(chan error, 1)}
+	go func() {
+		err := s.run(io.TeeReader(src, pw))
+		pw.CloseWithError(err)
+		st.done <- err
+	}()
+	return st
+}
+
+func (st *splitStream) Read(p []byte) (int, error) { return st.pr.Read(p) }
+
+// finish reads what the consumer left (end-of-archive blocks, trailing
+// bytes) and waits for the recorder.
+func (st *splitStream) finish() error {
+	_, cerr := io.Copy(io.Discard, st.pr)
+	if err := <-st.done; err != nil {
+		return fmt.Errorf("recording the layer's tar-split: %w", err)
+	}
+	return cerr
+}
+
+// abort stops the recorder after the consumer failed.
+func (st *splitStream) abort(err error) {
+	st.pr.CloseWithError(err)
+	<-st.done
+}
+
+func (s *splitRecorder) add(e storage.Entry) error {
+	if s.failed != nil {
+		return nil
+	}
+	e.Position = s.pos
+	s.pos++
+	return s.enc.Encode(e)
+}
+
+func (s *splitRecorder) segment(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	return s.add(storage.Entry{Type: storage.SegmentType, Payload: b})
+}
+
+// run parses the tar with tar-split's reader, which accounts for every byte
+// that is not payload.
+func (s *splitRecorder) run(src io.Reader) error {
+	tr := tstar.NewReader(src)
+	tr.RawAccounting = true
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			if err := s.segment(tr.RawBytes()); err != nil {
+				return err
+			}
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.segment(tr.RawBytes()); err != nil {
+			return err
+		}
+		if err := s.file(hdr, tr); err != nil {
+			return err
+		}
+		if err := s.segment(tr.RawBytes()); err != nil {
+			return err
+		}
+	}
+	// Bytes after the end-of-archive blocks belong to the diff_id too.
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if err := s.segment(buf[:n]); err != nil {
+				return err
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// file records one entry's payload: inline as a segment, or by size and
+// CRC for the store to give back.
+func (s *splitRecorder) file(hdr *tstar.Header, tr *tstar.Reader) error {
+	e := storage.Entry{Type: storage.FileType}
+	e.SetName(hdr.Name)
+	if hdr.Size > 0 && s.inline != nil && s.inline(hdr.Name) && s.failed == nil {
+		if hdr.Size > maxInlinePayload || s.inlined+hdr.Size > maxInlineTotal {
+			s.failed = fmt.Errorf("entry %q: %d bytes too many to keep in the record", hdr.Name, hdr.Size)
+			_, err := io.Copy(io.Discard, tr)
+			return err
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return err
+		}
+		s.inlined += int64(len(b))
+		if err := s.add(e); err != nil { // the entry, payload-less
+			return err
+		}
+		return s.segment(b)
+	}
+	h := crc64.New(crcTable)
+	n, err := io.Copy(h, tr)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		e.Size, e.Payload = n, h.Sum(nil)
+		s.payloads = append(s.payloads, splitPayload{Name: hdr.Name, Size: n})
+	}
+	return s.add(e)
+}
+
+// bytes returns the finished record (gzip-compressed JSON lines).
+func (s *splitRecorder) bytes() ([]byte, error) {
+	if s.failed != nil {
+		return nil, s.failed
+	}
+	if err := s.zw.Close(); err != nil {
+		return nil, err
+	}
+	return s.buf.Bytes(), nil
+}
+
+// payloadOpener returns the i-th referenced payload of a record (counting
+// from 0) whose tar name is name and size is size.
+type payloadOpener func(i int, name string, size int64) (io.ReadCloser, error)
+
+// errRecordMismatch: a payload from the store is not what was recorded.
+var errRecordMismatch = errors.New("store content does not match the layer record")
+
+// assembleTar writes the tar a record describes to w.
+func assembleTar(w io.Writer, record []byte, open payloadOpener) error {
+	zr, err := gzip.NewReader(bytes.NewReader(record))
+	if err != nil {
+		return fmt.Errorf("layer record: %w", err)
+	}
+	dec := json.NewDecoder(zr)
+	i := 0
+	for {
+		var e storage.Entry
+		if err := dec.Decode(&e); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("layer record: %w", err)
+		}
+		switch e.Type {
+		case storage.SegmentType:
+			if _, err := w.Write(e.Payload); err != nil {
+				return err
+			}
+		case storage.FileType:
+			if e.Size == 0 {
+				continue
+			}
+			if err := copyPayload(w, &e, i, open); err != nil {
+				return err
+			}
+			i++
+		default:
+			return fmt.Errorf("layer record: unknown entry type %d", e.Type)
+		}
+	}
+}
+
+func copyPayload(w io.Writer, e *storage.Entry, i int, open payloadOpener) error {
+	name := e.GetName()
+	rc, err := open(i, name, e.Size)
+	if err != nil {
+		return fmt.Errorf("payload of %q: %w", name, err)
+	}
+	defer rc.Close()
+	h := crc64.New(crcTable)
+	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(rc, e.Size))
+	if err != nil {
+		return fmt.Errorf("payload of %q: %w", name, err)
+	}
+	if n != e.Size || !bytes.Equal(h.Sum(nil), e.Payload) {
+		return fmt.Errorf("payload of %q (%d bytes, want %d): %w", name, n, e.Size, errRecordMismatch)
+	}
+	return nil
+}
