@@ -19,7 +19,6 @@ package encap
 import (
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 
 	"github.com/ocitree/ocitree/ostree"
@@ -226,14 +225,4 @@ func objectOfTarName(name string) (ostree.Checksum, ostree.ObjectType, bool) {
 func inlineOstreePayload(name string) bool {
 	_, _, ok := objectOfTarName(name)
 	return !ok
-}
-
-// formatPrefix renders a blobInfo prefix for messages.
-func formatPrefix(p string) (n int64, hex string, ok bool) {
-	ns, h, ok := strings.Cut(p, ":")
-	if !ok {
-		return 0, "", false
-	}
-	v, err := strconv.ParseInt(ns, 10, 64)
-	return v, h, err == nil
 }

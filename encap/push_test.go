@@ -1,0 +1,194 @@
+package encap
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/klauspost/pgzip"
+	"github.com/ocitree/ocitree/oci"
+	"github.com/ocitree/ocitree/ostree"
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// pushTo pushes the stored image imgref to the oci: layout dir:tag.
+func pushTo(t *testing.T, repo *ostree.Repo, imgref, dir, tag string, opts PushOptions) (*PushResult, error) {
+	t.Helper()
+	ctx := context.Background()
+	ref, err := oci.ParseRef("oci:" + dir + ":" + tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := oci.NewWriter(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	return PushImage(ctx, repo, imgref, w, opts)
+}
+
+// compressWith gzips b with a writer made by mk.
+func compressWith(t *testing.T, b []byte, mk func(*bytes.Buffer) interface {
+	Write([]byte) (int, error)
+	Close() error
+}) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	zw := mk(&out)
+	if _, err := zw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+func blobFile(dir string, d digest.Digest) string {
+	return filepath.Join(dir, "blobs", d.Algorithm().String(), d.Encoded())
+}
+
+// TestPushImageReproduces: images pulled into the store are pushed back
+// with the same layer blobs and manifest digest, without the original
+// blobs, whatever common compressor made the derived layer.
+func TestPushImageReproduces(t *testing.T) {
+	src := storeRepo(t)
+	c := storeCommit(t, src, storeFiles(), 1700000000)
+	dir := filepath.Join(t.TempDir(), "layout")
+	img := storeEncap(t, src, c, dir, "v1", nil)
+	layer := derivedRecordLayer(t)
+	type wc = interface {
+		Write([]byte) (int, error)
+		Close() error
+	}
+	for _, tc := range []struct {
+		tag  string
+		blob []byte
+		mt   string
+	}{
+		{"stdlib", compressWith(t, layer, func(b *bytes.Buffer) wc { return gzip.NewWriter(b) }), v1.MediaTypeImageLayerGzip},
+		{"stdlib-fast", compressWith(t, layer, func(b *bytes.Buffer) wc { w, _ := gzip.NewWriterLevel(b, gzip.BestSpeed); return w }), v1.MediaTypeImageLayerGzip},
+		{"pgzip", compressWith(t, layer, func(b *bytes.Buffer) wc { return pgzip.NewWriter(b) }), v1.MediaTypeImageLayerGzip},
+		{"plain", layer, v1.MediaTypeImageLayer},
+	} {
+		t.Run(tc.tag, func(t *testing.T) {
+			_, md := deriveImage(t, dir, img, tc.blob, tc.mt, digest.FromBytes(layer), tc.tag)
+			repo := storeRepo(t)
+			imgref := "oci:" + dir + ":" + tc.tag
+			if _, err := storePull(t, repo, imgref, PullOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(t.TempDir(), "out")
+			res, err := pushTo(t, repo, imgref, out, "pushed", PushOptions{RequireIdentical: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Identical || res.ManifestDigest != md {
+				t.Fatalf("pushed manifest %s (identical %v), pulled %s", res.ManifestDigest, res.Identical, md)
+			}
+			for _, l := range res.Layers {
+				want, err := os.ReadFile(blobFile(dir, l.Digest))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := os.ReadFile(blobFile(out, l.Digest))
+				if err != nil || !bytes.Equal(got, want) {
+					t.Errorf("layer %s (%s) not reproduced: %v", l.Digest, l.Compressor, err)
+				}
+			}
+			t.Logf("compressors: %v", res.Layers)
+			if _, err := os.Stat(blobFile(out, md)); err != nil {
+				t.Errorf("manifest %s not in the pushed layout: %v", md, err)
+			}
+		})
+	}
+}
+
+// TestPushImageUnknownCompressor: a blob no known compressor reproduces
+// (here: a gzip header with a file name) is recompressed, which changes
+// its digest and the manifest's but keeps the diff_ids; with
+// RequireIdentical the push is refused.
+func TestPushImageUnknownCompressor(t *testing.T) {
+	src := storeRepo(t)
+	c := storeCommit(t, src, storeFiles(), 1700000000)
+	dir := filepath.Join(t.TempDir(), "layout")
+	img := storeEncap(t, src, c, dir, "v1", nil)
+	layer := derivedRecordLayer(t)
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	zw.Name = "layer.tar"
+	zw.Write(layer)
+	zw.Close()
+	ld, md := deriveImage(t, dir, img, b.Bytes(), v1.MediaTypeImageLayerGzip, digest.FromBytes(layer), "odd")
+	repo := storeRepo(t)
+	imgref := "oci:" + dir + ":odd"
+	if _, err := storePull(t, repo, imgref, PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if _, err := pushTo(t, repo, imgref, out, "strict", PushOptions{RequireIdentical: true}); !errors.Is(err, ErrNotReproducible) {
+		t.Fatalf("strict push of an unreproducible layer: %v", err)
+	}
+	res, err := pushTo(t, repo, imgref, out, "loose", PushOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := res.Layers[len(res.Layers)-1]
+	if res.Identical || res.ManifestDigest == md || !last.Recompressed || last.Digest == ld.Digest {
+		t.Fatalf("push result %+v", res)
+	}
+	for _, l := range res.Layers[:len(res.Layers)-1] {
+		if l.Recompressed {
+			t.Errorf("ostree layer %s recompressed", l.Digest)
+		}
+	}
+	// The pushed image pulls into a fresh store to the same tree.
+	orig, err := ReadStoredImage(repo, imgref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo2 := storeRepo(t)
+	res2, err := storePull(t, repo2, "oci:"+out+":loose", PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := repo.ReadCommit(orig.MergeCommit)
+	b2, _ := repo2.ReadCommit(res2.MergeCommit)
+	if a.RootTree != b2.RootTree {
+		t.Errorf("re-pulled tree %s, original %s", b2.RootTree, a.RootTree)
+	}
+}
+
+// TestPushImageZstd: ocitree's own zstd images come back identical too.
+func TestPushImageZstd(t *testing.T) {
+	src := storeRepo(t)
+	c := storeCommit(t, src, storeFiles(), 1700000000)
+	dir := filepath.Join(t.TempDir(), "layout")
+	ctx := context.Background()
+	ref, _ := oci.ParseRef("oci:" + dir + ":z")
+	w, err := oci.NewWriter(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := Encapsulate(ctx, src, c, w, Options{Compression: Zstd})
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := storeRepo(t)
+	if _, err := storePull(t, repo, "oci:"+dir+":z", PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := pushTo(t, repo, "oci:"+dir+":z", filepath.Join(t.TempDir(), "out"), "z", PushOptions{RequireIdentical: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ManifestDigest != digest.FromBytes(img.Manifest) {
+		t.Errorf("zstd image pushed as %s, was %s", res.ManifestDigest, digest.FromBytes(img.Manifest))
+	}
+}
