@@ -19,30 +19,43 @@ func newImageCmd() *cobra.Command {
 		Short: "Pull, inspect, remove and copy container images",
 	}
 	cmd.AddCommand(newImagePullCmd(), newImageListCmd(), newImageInspectCmd(), newImageHistoryCmd(),
-		newImageRemoveCmd(), newImagePruneCmd(), newImageCopyCmd())
+		newImageRemoveCmd(), newImagePruneCmd(), newImageCopyCmd(), newImagePushCmd())
 	requireSubcommand(cmd)
 	return cmd
 }
 
 func newImagePullCmd() *cobra.Command {
 	var (
-		repo         string
-		check, quiet bool
-		tlsVerify    bool
+		repo, progress string
+		check, quiet   bool
+		tlsVerify      bool
 	)
 	cmd := &cobra.Command{
-		Use:   "pull --repo DIR IMGREF [--check] [--quiet]",
+		Use:   "pull --repo DIR IMGREF [--check] [--quiet] [--progress auto|always|never]",
 		Short: "Pull an ostree container image into a repository; prints the merge commit",
 		Long: `Pull an ostree container image into a repository; prints the merge commit.
 
 Layers already stored (ostree/container/blob/ refs) are not downloaded again;
 the image ref ostree/container/image/<IMGREF escaped> points at the merge
 commit. With --check only the manifest and config are fetched and the layers
-and bytes a pull would download are printed; nothing is written.`,
+and bytes a pull would download are printed; nothing is written.
+
+While layers are downloaded one progress line on stderr shows the layers and
+compressed bytes fetched so far, the rate and the time left; when the pull
+ends it is replaced by the totals and the time taken. --progress=auto (the
+default) draws it only when stderr is a terminal and --quiet is not given;
+--progress=always draws it anyway (for logs and tests), --progress=never
+never does.`,
 		Example: `  ocitree image pull --repo /srv/repo docker://quay.io/example/os:stable
-  ocitree image pull --repo /srv/repo --check ostree-unverified-registry:quay.io/example/os:stable`,
+  ocitree image pull --repo /srv/repo --check ostree-unverified-registry:quay.io/example/os:stable
+  ocitree image pull --repo /srv/repo --progress=never docker://quay.io/example/os:stable`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			show, err := wantProgress(progress, quiet, check, isTerminal(stderr))
+			if err != nil {
+				return err
+			}
 			src, err := oci.ParseRef(args[0])
 			if err != nil {
 				return usageError{err}
@@ -63,23 +76,34 @@ and bytes a pull would download are printed; nothing is written.`,
 					return err
 				}
 				defer rd.Close()
-				res, err := encap.PullImage(ctx, r, rd, src.ImageString(), encap.PullOptions{Check: check})
+				pullOpts := encap.PullOptions{Check: check}
+				var bar *pullProgress
+				if show {
+					bar = newPullProgress(stderr)
+					pullOpts.Progress = bar
+				}
+				res, err := encap.PullImage(ctx, r, rd, src.ImageString(), pullOpts)
+				if bar != nil {
+					// Finish the line before anything else is printed, the
+					// error included.
+					bar.Stop()
+				}
 				if err != nil {
 					return err
 				}
 				status := fmt.Sprintf("layers already present: %d; layers needed: %d (%d bytes)", res.LayersPresent, res.LayersFetched, res.BytesFetched)
 				if check {
-					fmt.Println(status)
+					fmt.Fprintln(stdout, status)
 					return nil
 				}
 				if !quiet {
 					if res.AlreadyPresent {
-						fmt.Fprintf(os.Stderr, "image %s is already stored (%s)\n", src.ImageString(), res.ManifestDigest)
+						fmt.Fprintf(stderr, "image %s is already stored (%s)\n", src.ImageString(), res.ManifestDigest)
 					} else {
-						fmt.Fprintln(os.Stderr, status)
+						fmt.Fprintln(stderr, status)
 					}
 				}
-				fmt.Println(res.MergeCommit)
+				fmt.Fprintln(stdout, res.MergeCommit)
 				return nil
 			})
 		},
@@ -88,6 +112,7 @@ and bytes a pull would download are printed; nothing is written.`,
 	f := cmd.Flags()
 	f.BoolVar(&check, "check", false, "only fetch the manifest and config and print what would be downloaded")
 	f.BoolVarP(&quiet, "quiet", "q", false, "print only the merge commit")
+	f.StringVar(&progress, "progress", progressAuto, "progress line on stderr: auto (on a terminal, not with --quiet), always or never")
 	f.BoolVar(&tlsVerify, "tls-verify", true, "verify registry TLS certificates (false also allows plain HTTP)")
 	f.MarkHidden("tls-verify")
 	return cmd
