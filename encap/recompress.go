@@ -35,14 +35,16 @@ func (nopWriteCloser) Close() error { return nil }
 
 // compressorCandidates lists, most likely first, the compressors that may
 // have produced a blob of mediaType: ocitree's own settings, then
-// containers/image (pgzip; zstd level 3), Go's compress/gzip (docker,
+// containers/image (pgzip; zstd level 3), umoci (pgzip, 256 KiB
+// blocks), Go's compress/gzip (docker,
 // BuildKit, go-containerregistry, umoci) and klauspost's gzip at every
 // level, then the other zstd speeds.
 func compressorCandidates(mediaType string, annotations map[string]string) []layerCompressor {
 	switch {
 	case strings.HasSuffix(mediaType, "+gzip"), strings.HasSuffix(mediaType, ".tar.gzip"):
 		c := []layerCompressor{{"ocitree gzip", func(w io.Writer) (io.WriteCloser, error) { return newCompressor(w, Gzip) }},
-			{"pgzip default", func(w io.Writer) (io.WriteCloser, error) { return pgzip.NewWriterLevel(w, pgzip.DefaultCompression) }}}
+			{"pgzip default", func(w io.Writer) (io.WriteCloser, error) { return pgzip.NewWriterLevel(w, pgzip.DefaultCompression) }},
+			{"pgzip 256 KiB blocks (umoci)", newUmociGzip}}
 		for _, l := range []int{6, 1, 9, 2, 3, 4, 5, 7, 8} {
 			c = append(c, layerCompressor{fmt.Sprintf("compress/gzip level %d", l), func(w io.Writer) (io.WriteCloser, error) { return gzip.NewWriterLevel(w, l) }})
 		}
@@ -68,6 +70,17 @@ func compressorCandidates(mediaType string, annotations map[string]string) []lay
 		return []layerCompressor{{"uncompressed", func(w io.Writer) (io.WriteCloser, error) { return nopWriteCloser{w}, nil }}}
 	}
 	return nil
+}
+
+// newUmociGzip is umoci's layer compressor: pgzip at the default level with
+// 256 KiB blocks (the block size shapes the output; the block count does
+// not).
+func newUmociGzip(w io.Writer) (io.WriteCloser, error) {
+	zw := pgzip.NewWriter(w)
+	if err := zw.SetConcurrency(256<<10, 4); err != nil {
+		return nil, err
+	}
+	return zw, nil
 }
 
 // errPrefixDone stops a candidate once it has produced the fingerprinted
