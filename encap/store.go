@@ -51,6 +51,10 @@ type PullOptions struct {
 	NoGC bool
 	// Progress, when not nil, is told what is fetched.
 	Progress PullProgress
+	// VerifyCommit, when set, checks the image's ostree commit (e.g. its
+	// signature, from the detached metadata) after its layer is imported
+	// and before anything of it is committed; an error aborts the pull.
+	VerifyCommit func(txn *ostree.Txn, commit ostree.Checksum) error
 }
 
 // PullResult says what PullImage did (or, with Check, would do).
@@ -236,7 +240,7 @@ func PullImage(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref stri
 	if opts.Progress != nil {
 		opts.Progress.Begin(res.LayersFetched, res.BytesFetched)
 	}
-	if err := fetchOstreeLayers(ctx, repo, r, missing, opts.Parallel, opts.Progress); err != nil {
+	if err := fetchOstreeLayers(ctx, repo, r, missing, opts); err != nil {
 		return nil, err
 	}
 	base := ostreeLayers[0].commit
@@ -289,7 +293,8 @@ func sameImage(repo *ostree.Repo, prev ostree.Checksum, md, cfg digest.Digest) (
 // each in its own transaction. The commit layer's transaction is committed
 // only after every component layer is, so that VerifyCommitComplete sees
 // their objects. On the first error the other fetches are cancelled.
-func fetchOstreeLayers(ctx context.Context, repo *ostree.Repo, r oci.Reader, missing []*layerState, parallel int, progress PullProgress) error {
+func fetchOstreeLayers(ctx context.Context, repo *ostree.Repo, r oci.Reader, missing []*layerState, opts PullOptions) error {
+	parallel, progress := opts.Parallel, opts.Progress
 	if len(missing) == 0 {
 		return nil
 	}
@@ -336,7 +341,7 @@ func fetchOstreeLayers(ctx context.Context, repo *ostree.Repo, r oci.Reader, mis
 			defer wg.Done()
 			var err error
 			if l.index == 0 {
-				err = importCommitLayerBlob(ctx, repo, r, l, progress, sem, func() bool {
+				err = importCommitLayerBlob(ctx, repo, r, l, progress, opts.VerifyCommit, sem, func() bool {
 					compWG.Wait()
 					mu.Lock()
 					defer mu.Unlock()
@@ -405,7 +410,7 @@ func importChunkLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, 
 // importCommitLayerBlob fetches the commit layer; before committing it
 // releases its slot in sem and calls wait, which reports whether every
 // component layer was imported.
-func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, l *layerState, progress PullProgress, sem chan struct{}, wait func() bool) error {
+func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, l *layerState, progress PullProgress, verify func(*ostree.Txn, ostree.Checksum) error, sem chan struct{}, wait func() bool) error {
 	released := false
 	release := func() {
 		if !released {
@@ -441,6 +446,11 @@ func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader,
 	}
 	if err := VerifyCommitComplete(txn, commit); err != nil {
 		return err
+	}
+	if verify != nil {
+		if err := verify(txn, commit); err != nil {
+			return fmt.Errorf("commit %s: %w", commit, err)
+		}
 	}
 	if err := txn.SetRef(l.ref, &commit); err != nil {
 		return err
