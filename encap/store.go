@@ -620,6 +620,9 @@ type ImageInfo struct {
 	Version string `json:"version,omitempty"`
 	// Created is the config's created time (RFC 3339) as the image says it.
 	Created string `json:"created,omitempty"`
+	// CachedUpdate is the newer manifest the last pull or check saw, if it
+	// differs from the stored one.
+	CachedUpdate *CachedUpdate `json:"cached_update,omitempty"`
 }
 
 // MarshalJSON adds the merge commit as hex.
@@ -666,6 +669,9 @@ func ListImages(repo *ostree.Repo) ([]ImageInfo, error) {
 		}
 		if cfg.Created != nil {
 			info.Created = cfg.Created.UTC().Format("2006-01-02T15:04:05Z07:00")
+		}
+		if info.CachedUpdate, err = readCachedUpdate(repo, ref.Checksum, info.ManifestDigest); err != nil {
+			return nil, fmt.Errorf("ref %s: %w", ref.Name, err)
 		}
 		out = append(out, info)
 	}

@@ -806,3 +806,63 @@ func gunzip(t *testing.T, b []byte) []byte {
 	}
 	return out
 }
+
+// TestPullCheckCachedUpdate: a check of a stored image whose tag moved
+// records the new manifest as the image's cached update (and nothing else);
+// pulling it clears the update.
+func TestPullCheckCachedUpdate(t *testing.T) {
+	src := storeRepo(t)
+	c1 := storeCommit(t, src, storeFiles(), 1700000000)
+	files := storeFiles()
+	files["usr/share/doc/README"] = "version 2\n"
+	c2 := storeCommit(t, src, files, 1700000100)
+	dir := filepath.Join(t.TempDir(), "layout")
+	img1 := storeEncap(t, src, c1, dir, "stable", nil)
+	repo := storeRepo(t)
+	imgref := "oci:" + dir + ":stable"
+	if _, err := storePull(t, repo, imgref, PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	listed := func() ImageInfo {
+		t.Helper()
+		imgs, err := ListImages(repo)
+		if err != nil || len(imgs) != 1 {
+			t.Fatalf("ListImages = %v, %v", imgs, err)
+		}
+		return imgs[0]
+	}
+	if u := listed().CachedUpdate; u != nil {
+		t.Fatalf("fresh image has a cached update %+v", u)
+	}
+	// A check while the tag is unchanged records nothing.
+	if _, err := storePull(t, repo, imgref, PullOptions{Check: true}); err != nil {
+		t.Fatal(err)
+	}
+	if u := listed().CachedUpdate; u != nil {
+		t.Errorf("check of an unchanged image cached %+v", u)
+	}
+	img2 := storeEncap(t, src, c2, dir, "stable", img1)
+	md2 := digest.FromBytes(img2.Manifest)
+	before := refMap(t, repo)
+	chk, err := storePull(t, repo, imgref, PullOptions{Check: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chk.AlreadyPresent || chk.ManifestDigest != md2 || chk.LayersFetched == 0 {
+		t.Errorf("check after the tag moved: %+v", chk)
+	}
+	u := listed().CachedUpdate
+	if u == nil || u.ManifestDigest != md2.String() || digest.FromBytes(u.Manifest) != md2 || digest.FromBytes(u.Config) != digest.FromBytes(img2.Config) {
+		t.Fatalf("cached update %+v, want manifest %s", u, md2)
+	}
+	if after := refMap(t, repo); len(after) != len(before) {
+		t.Errorf("check changed the refs: %d -> %d", len(before), len(after))
+	}
+	res, err := storePull(t, repo, imgref, PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := listed(); info.CachedUpdate != nil || info.ManifestDigest != md2.String() || info.MergeCommit != res.MergeCommit {
+		t.Errorf("after pulling the update: %+v", info)
+	}
+}

@@ -38,7 +38,10 @@ func newImagePullCmd() *cobra.Command {
 Layers already stored (ostree/container/blob/ refs) are not downloaded again;
 the image ref ostree/container/image/<IMGREF escaped> points at the merge
 commit. With --check only the manifest and config are fetched and the layers
-and bytes a pull would download are printed; nothing is written.
+and bytes a pull would download are printed; when the image is stored and
+the registry has another manifest, that manifest and its config are recorded
+as the image's cached update (shown by image list), as ostree-ext does;
+nothing else is written.
 
 While layers are downloaded one progress line on stderr shows the layers and
 compressed bytes fetched so far, the rate and the time left; when the pull
@@ -118,6 +121,18 @@ never does.`,
 	return cmd
 }
 
+// updateColumn describes a cached update for image list: its version, else
+// its manifest digest; "-" when there is none.
+func updateColumn(u *encap.CachedUpdate) string {
+	switch {
+	case u == nil:
+		return "-"
+	case u.Version != "":
+		return u.Version
+	}
+	return u.ManifestDigest
+}
+
 func newImageListCmd() *cobra.Command {
 	var repo, format string
 	cmd := &cobra.Command{
@@ -143,9 +158,9 @@ func newImageListCmd() *cobra.Command {
 					return enc.Encode(imgs)
 				}
 				tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
-				fmt.Fprintln(tw, "IMAGE\tVERSION\tCREATED\tMANIFEST DIGEST\tMERGE COMMIT")
+				fmt.Fprintln(tw, "IMAGE\tVERSION\tCREATED\tMANIFEST DIGEST\tMERGE COMMIT\tUPDATE")
 				for _, i := range imgs {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", i.ImageRef, dash(i.Version), dash(i.Created), i.ManifestDigest, i.MergeCommit)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", i.ImageRef, dash(i.Version), dash(i.Created), i.ManifestDigest, i.MergeCommit, updateColumn(i.CachedUpdate))
 				}
 				return tw.Flush()
 			})
