@@ -1,14 +1,80 @@
 #!/usr/bin/env bash
 # `make demo`: the main job end to end on the bundled fixture OS, in a
 # throwaway directory: commit, list, fsck, check out, encapsulate into an
-# oci: layout, unencapsulate into a second store (and let the real ostree
-# check both stores when it is installed). DEMO_KEEP=1 keeps the directory.
+# oci: layout, unencapsulate into a second store, derive an image from it
+# (a Containerfile-like RUN layer), push both images to a local
+# docker-registry when one is installed, pull them into a third store with
+# `ocitree image pull` and check the derived one out (and let the real
+# ostree check the stores when it is installed).
+# DEMO_KEEP=1 keeps the directory; DEMO_NO_REGISTRY=1 pulls from the oci:
+# layout even when docker-registry is installed.
 set -euo pipefail
 bin=$(readlink -f "${1:-bin/ocitree}")
 work=$(mktemp -d /var/tmp/ocitree-demo.XXXXXX)
-[ "${DEMO_KEEP:-}" = 1 ] || trap 'rm -rf "$work"' EXIT
+reg_pid=
+cleanup() {
+	if [ -n "$reg_pid" ]; then
+		kill "$reg_pid" 2>/dev/null || true
+		wait "$reg_pid" 2>/dev/null || true
+	fi
+	[ "${DEMO_KEEP:-}" = 1 ] || rm -rf "$work"
+}
+trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*" >&2; "$@"; }
+
+# registry_ready PORT: a docker-registry answers GET /v2/ on 127.0.0.1:PORT
+# (bash's /dev/tcp: no curl needed).
+registry_ready() {
+	local resp
+	resp=$({ exec 3<>"/dev/tcp/127.0.0.1/$1" &&
+		printf 'GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 &&
+		timeout 2 cat <&3; } 2>/dev/null) || return 1
+	[[ $resp == "HTTP/1."?" 200 "* && $resp == *"Docker-Distribution-Api-Version: registry/2.0"* ]]
+}
+
+# start_registry: runs docker-registry on a free 127.0.0.1 port with a
+# throwaway config and storage under $work/registry; sets reg (HOST:PORT)
+# and reg_pid (stopped by the EXIT trap).
+start_registry() {
+	local try port i
+	mkdir -p "$work/registry/data"
+	for try in 1 2 3 4 5; do
+		port=$((20000 + RANDOM % 40000))
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			continue # in use
+		fi
+		cat >"$work/registry/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $work/registry/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+  secret: ocitree-demo
+EOF
+		docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 &
+		reg_pid=$!
+		for i in {1..100}; do
+			if registry_ready "$port"; then
+				reg=127.0.0.1:$port
+				return 0
+			fi
+			kill -0 "$reg_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill "$reg_pid" 2>/dev/null || true
+		wait "$reg_pid" 2>/dev/null || true
+		reg_pid=
+	done
+	echo "docker-registry did not start; its log:" >&2
+	tail -n 5 "$work/registry/log" >&2 || true
+	return 1
+}
 
 step "a small bootable OS tree (fixtures.MiniOS)"
 go run ./fixtures/mkfixture minios "$work/rootfs"
@@ -52,10 +118,66 @@ run "$bin" repo init --repo "$work/repo2" --mode archive
 back=$(run "$bin" unencapsulate --repo "$work/repo2" --write-ref demo/os "oci:$work/image:1.0")
 [ "$back" = "$csum" ] && echo "same commit $back after the round trip"
 
+step "derive an image: a RUN layer on top of 1.0 (fixtures.DerivedLayer)"
+run go run ./fixtures/mkfixture derive "$work/image" 1.0 1.0-hello
+
+src="oci:$work/image"
+pull_flags=()
+no_registry=
+if [ "${DEMO_NO_REGISTRY:-}" = 1 ]; then
+	no_registry="DEMO_NO_REGISTRY=1"
+elif ! command -v docker-registry >/dev/null 2>&1; then
+	no_registry="docker-registry is not installed"
+elif ! start_registry; then
+	no_registry="docker-registry did not start"
+fi
+if [ -z "$no_registry" ]; then
+	step "push both tags to a local registry (docker-registry on $reg)"
+	for tag in 1.0 1.0-hello; do
+		run "$bin" image copy --tls-verify=false "oci:$work/image:$tag" "docker://$reg/demo/os:$tag"
+	done
+	src="docker://$reg/demo/os"
+	pull_flags=(--tls-verify=false)
+else
+	step "no registry ($no_registry): pull from the oci: layout"
+fi
+
+step "pull 1.0, then 1.0-hello, into a fresh bare-user store"
+run "$bin" repo init --repo "$work/store" --mode bare-user
+for tag in 1.0 1.0-hello; do
+	merge=$(run "$bin" image pull "${pull_flags[@]}" --progress=never --repo "$work/store" "$src:$tag" 2>"$work/pull.err") ||
+		{ cat "$work/pull.err" >&2; exit 1; }
+	cat "$work/pull.err"
+	echo "merge commit $merge"
+done
+if ! grep -q '; layers needed: 1 (' "$work/pull.err"; then
+	echo "the second pull should have downloaded only the derived layer" >&2
+	exit 1
+fi
+echo "the second pull downloaded only the derived layer"
+run "$bin" image list --repo "$work/store"
+run "$bin" image history --repo "$work/store" "$src:1.0-hello" |
+	awk 'NR <= 2 { print; next } / derived / { d = d $0 "\n"; next } { n++ } END { printf "...    (%d more component layers)\n%s", n, d }'
+
+step "check out the derived image and look at what its layer did"
+run "$bin" repo refs --repo "$work/store" | grep '^ostree/container/image/'
+ref=$("$bin" repo refs --repo "$work/store" | grep '^ostree/container/image/.*-hello$')
+run "$bin" repo checkout --repo "$work/store" --user-mode "$ref" "$work/hello"
+echo "usr/etc/hello.conf (etc/hello.conf in the layer):"
+sed 's/^/  /' "$work/hello/usr/etc/hello.conf"
+if [ -e "$work/hello/usr/bin/su" ] || [ ! -e "$work/checkout/usr/bin/su" ]; then
+	echo "usr/bin/su should be in 1.0 and whited out in 1.0-hello" >&2
+	exit 1
+fi
+echo "usr/bin/su: in 1.0, removed by the layer's whiteout usr/bin/.wh.su"
+echo "multi-user.target.wants (opaque in the layer): $(ls "$work/hello/usr/lib/systemd/system/multi-user.target.wants")"
+echo "tmp (the layer's tmp/hello-install.log is dropped): $(ls -A "$work/hello/tmp" | wc -l) entries"
+
 if command -v ostree >/dev/null 2>&1; then
-	step "the real ostree reads the same store"
+	step "the real ostree reads the same stores"
 	run ostree fsck --repo="$work/repo"
 	run ostree fsck --repo="$work/repo2"
+	run ostree fsck --repo="$work/store"
 	run ostree log --repo="$work/repo" demo/os
 fi
 step "done (work dir: $work${DEMO_KEEP:+, kept})"
