@@ -114,7 +114,9 @@ type derivedApplier struct {
 //     directory is an error naming both paths.
 //   - A directory entry creates the directory or, when it exists, applies
 //     its uid/gid/mode/xattrs; a non-directory in the way is replaced.
-//     Parents a layer does not list are created root-owned 0755.
+//     Parents a layer does not list are created root-owned 0755; where a
+//     file or symlink is in the way of such a parent the layer is refused
+//     (no symlinked-parent tricks, whatever the symlink points at).
 //   - Device nodes, FIFOs and sparse files are refused, with the path named,
 //     unless they are dropped by the rules above (dev/null is, as in
 //     ostree-ext); pax global headers are ignored.
@@ -246,7 +248,7 @@ func (a *derivedApplier) entry(hdr *tar.Header, tr *tar.Reader) error {
 	}
 	perm := uint32(hdr.Mode) & 0o7777
 	if hdr.Typeflag == tar.TypeDir {
-		dir, err := a.ensurePath(mapped)
+		dir, err := a.ensurePath(mapped, true)
 		if err != nil {
 			return err
 		}
@@ -267,7 +269,7 @@ func (a *derivedApplier) entry(hdr *tar.Header, tr *tar.Reader) error {
 	if len(mapped) == 0 {
 		return errors.New("a non-directory entry for the root")
 	}
-	parent, err := a.ensurePath(mapped[:len(mapped)-1])
+	parent, err := a.ensurePath(mapped[:len(mapped)-1], false)
 	if err != nil {
 		return err
 	}
@@ -348,12 +350,24 @@ func (a *derivedApplier) linkTarget(hdr *tar.Header) (ostree.Checksum, error) {
 
 // ensurePath returns the directory at parts, creating missing ones
 // (root-owned 0755) and replacing non-directories in the way.
-func (a *derivedApplier) ensurePath(parts []string) (*ostree.MutableTree, error) {
+func (a *derivedApplier) ensurePath(parts []string, replaceLast bool) (*ostree.MutableTree, error) {
 	dir := a.root
-	for _, p := range parts {
+	for i, p := range parts {
 		sub, ok, err := dir.Dir(p)
 		if err != nil {
 			return nil, err
+		}
+		if !ok && !(replaceLast && i == len(parts)-1) {
+			// A parent the layer does not list may not replace a file or
+			// symlink: that is the symlinked-parent trick (a symlink made
+			// by this or a lower layer, then entries "below" it), which
+			// container runtimes resolve inside the root and a careless
+			// unpacker outside it.
+			if _, isFile, err := dir.File(p); err != nil {
+				return nil, err
+			} else if isFile {
+				return nil, fmt.Errorf("parent %q is not a directory (a file or symlink in the tree merged so far)", strings.Join(parts[:i+1], "/"))
+			}
 		}
 		if !ok {
 			if sub, err = dir.EnsureDir(p); err != nil {

@@ -330,6 +330,14 @@ func TestDerivedRules(t *testing.T) {
 		{name: "dotdot", layer: []dlEnt{dlFile("usr/../../x", "x")}, wantErr: []string{"usr/../../x", ".."}},
 		{name: "dotdot in hardlink target", layer: []dlEnt{dlLink("usr/x", "usr/../../etc/shadow")}, wantErr: []string{"usr/x", ".."}},
 		{name: "non-UTF-8", layer: []dlEnt{dlFile("usr/\xff", "x")}, wantErr: []string{"UTF-8"}},
+		{name: "symlinked parent in the layer", layer: []dlEnt{dlSym("usr/lib/evil", "/etc"), dlFile("usr/lib/evil/passwd", "x")}, wantErr: []string{"usr/lib/evil/passwd", "usr/lib/evil", "not a directory"}},
+		{name: "symlinked parent in the base", layer: []dlEnt{dlFile("usr/bin/sh/x", "x")}, wantErr: []string{"usr/bin/sh/x", "not a directory"}},
+		{name: "explicit directory replaces a symlink", layer: []dlEnt{dlSym("usr/lib/d", "/etc"), dlDir("usr/lib/d/", 0o755), dlFile("usr/lib/d/f", "f")}, check: func(t *testing.T, d *dlResult) {
+			d.has(t, "/usr/lib/d/f")
+			if d.ents["/usr/lib/d"].Mode&0o170000 != 0o040000 {
+				t.Errorf("usr/lib/d mode %o, want a directory", d.ents["/usr/lib/d"].Mode)
+			}
+		}},
 		{name: "char device", layer: []dlEnt{{name: "usr/lib/null", typ: tar.TypeChar, mode: 0o666}}, wantErr: []string{"usr/lib/null", "device"}},
 		{name: "fifo", layer: []dlEnt{{name: "var/lib/fifo", typ: tar.TypeFifo, mode: 0o666}}, wantErr: []string{"var/lib/fifo", "FIFO"}},
 		{name: "sparse", layer: []dlEnt{{name: "usr/lib/sparse", typ: tar.TypeGNUSparse, mode: 0o644}}, wantErr: []string{"usr/lib/sparse", "sparse"}},

@@ -866,3 +866,73 @@ func TestPullCheckCachedUpdate(t *testing.T) {
 		t.Errorf("after pulling the update: %+v", info)
 	}
 }
+
+// TestPullImageHostileDerived: hostile derived layers are refused by a pull
+// with the entry named; no ref moves, the store passes ostree fsck, and
+// nothing appears outside the repository.
+func TestPullImageHostileDerived(t *testing.T) {
+	src := storeRepo(t)
+	c := storeCommit(t, src, storeFiles(), 1700000000)
+	dir := filepath.Join(t.TempDir(), "layout")
+	img := storeEncap(t, src, c, dir, "v1", nil)
+	type ent struct {
+		name, link string
+		typ        byte
+	}
+	for _, tc := range []struct {
+		name    string
+		ents    []ent
+		wantErr string
+	}{
+		{"dotdot", []ent{{name: "usr/../../../escaped"}}, `"usr/../../../escaped"`},
+		{"absolute dotdot", []ent{{name: "/../escaped"}}, `"/../escaped"`},
+		{"symlinked parent", []ent{{name: "usr/lib/up", link: "../../..", typ: tar.TypeSymlink}, {name: "usr/lib/up/escaped"}}, "not a directory"},
+		{"hardlink out", []ent{{name: "usr/x", link: "../../../etc/shadow", typ: tar.TypeLink}}, ".."},
+		{"device", []ent{{name: "usr/lib/sda", typ: tar.TypeBlock}}, "device"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var tb bytes.Buffer
+			tw := tar.NewWriter(&tb)
+			for _, e := range tc.ents {
+				h := &tar.Header{Name: e.name, Linkname: e.link, Typeflag: e.typ, Mode: 0o644}
+				body := ""
+				if e.typ == 0 {
+					h.Typeflag, body = tar.TypeReg, "payload\n"
+					h.Size = int64(len(body))
+				}
+				if err := tw.WriteHeader(h); err != nil {
+					t.Fatal(err)
+				}
+				io.WriteString(tw, body)
+			}
+			tw.Close()
+			tag := strings.ReplaceAll(tc.name, " ", "-")
+			storeDerive(t, dir, img, tb.Bytes(), tag)
+			repo := storeRepo(t)
+			if _, err := storePull(t, repo, "oci:"+dir+":v1", PullOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			before := refMap(t, repo)
+			_, err := storePull(t, repo, "oci:"+dir+":"+tag, PullOptions{})
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("pull of a hostile layer: %v, want an error with %s", err, tc.wantErr)
+			}
+			after := refMap(t, repo)
+			if len(after) != len(before) {
+				t.Errorf("refs changed: %d -> %d", len(before), len(after))
+			}
+			for n, c := range before {
+				if after[n] != c {
+					t.Errorf("ref %s moved", n)
+				}
+			}
+			realFsck(t, repo)
+			root := filepath.Dir(repo.Path())
+			for _, p := range []string{"escaped", "../escaped", "../../escaped"} {
+				if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
+					t.Errorf("%s written outside the repository", p)
+				}
+			}
+		})
+	}
+}
