@@ -183,7 +183,7 @@ func pushLayer(ctx context.Context, repo *ostree.Repo, w oci.Writer, layout *Ima
 	// The lazy reader finds the compressor only if the destination reads:
 	// a registry that has the blob already is not sent it.
 	lr := &lazyBlob{start: func() (io.ReadCloser, error) {
-		c, ok, err := findCompressor(repo, rec, desc.MediaType, desc.Annotations)
+		c, ok, err := findCompressor(repo, rec, desc)
 		if err != nil {
 			return nil, err
 		}

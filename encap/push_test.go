@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -190,5 +191,134 @@ func TestPushImageZstd(t *testing.T) {
 	}
 	if res.ManifestDigest != digest.FromBytes(img.Manifest) {
 		t.Errorf("zstd image pushed as %s, was %s", res.ManifestDigest, digest.FromBytes(img.Manifest))
+	}
+}
+
+// recompressImage writes the image of dir:from as dir:to with every layer
+// recompressed by compress/gzip at level (same tars, new blobs), and returns
+// the new manifest's layer descriptors.
+func recompressImage(t *testing.T, dir, from, to string, level int) []v1.Descriptor {
+	t.Helper()
+	ctx := context.Background()
+	src, _ := oci.ParseRef("oci:" + dir + ":" + from)
+	rd, err := oci.NewReader(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	mb, _, err := rd.Manifest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := rd.Config(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m v1.Manifest
+	if err := json.Unmarshal(mb, &m); err != nil {
+		t.Fatal(err)
+	}
+	dst, _ := oci.ParseRef("oci:" + dir + ":" + to)
+	w, err := oci.NewWriter(ctx, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i, l := range m.Layers {
+		b, err := os.ReadFile(blobFile(dir, l.Digest))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.MediaType == v1.MediaTypeImageLayerGzip {
+			b = compressWith(t, gunzip(t, b), func(o *bytes.Buffer) interface {
+				Write([]byte) (int, error)
+				Close() error
+			} {
+				zw, _ := gzip.NewWriterLevel(o, level)
+				return zw
+			})
+		}
+		d := v1.Descriptor{MediaType: l.MediaType, Digest: digest.FromBytes(b), Size: int64(len(b)), Annotations: l.Annotations}
+		if _, err := w.PutBlob(ctx, bytes.NewReader(b), d); err != nil {
+			t.Fatal(err)
+		}
+		m.Layers[i] = d
+	}
+	if _, err := w.PutBlob(ctx, bytes.NewReader(cb), m.Config); err != nil {
+		t.Fatal(err)
+	}
+	nb, _ := json.Marshal(m)
+	if err := w.PutManifest(ctx, nb, v1.MediaTypeImageManifest); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return m.Layers
+}
+
+// TestPullReuseByDiffID: an image whose layers were recompressed (same
+// diff_ids, new blobs) pulls without fetching a layer, gets blob refs of
+// its own, and pushes back identical (the compressor found on whole blobs).
+func TestPullReuseByDiffID(t *testing.T) {
+	src := storeRepo(t)
+	c := storeCommit(t, src, storeFiles(), 1700000000)
+	dir := filepath.Join(t.TempDir(), "layout")
+	img := storeEncap(t, src, c, dir, "v1", nil)
+	layer := derivedRecordLayer(t)
+	gz := compressWith(t, layer, func(b *bytes.Buffer) interface {
+		Write([]byte) (int, error)
+		Close() error
+	} {
+		return gzip.NewWriter(b)
+	})
+	deriveImage(t, dir, img, gz, v1.MediaTypeImageLayerGzip, digest.FromBytes(layer), "d")
+	repo := storeRepo(t)
+	res1, err := storePull(t, repo, "oci:"+dir+":d", PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers := recompressImage(t, dir, "d", "d1", gzip.BestSpeed)
+	// The recompressed blobs are not there to fetch: the pull must reuse.
+	for _, l := range layers {
+		if err := os.Remove(blobFile(dir, l.Digest)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chk, err := storePull(t, repo, "oci:"+dir+":d1", PullOptions{Check: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chk.LayersFetched != 0 || chk.LayersPresent != len(layers) {
+		t.Errorf("check of the recompressed image: %+v, want every layer present", chk)
+	}
+	res2, err := storePull(t, repo, "oci:"+dir+":d1", PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res2.LayersFetched != 0 || res2.BaseCommit != res1.BaseCommit {
+		t.Errorf("pull of the recompressed image: %+v", res2)
+	}
+	a, _ := repo.ReadCommit(res1.MergeCommit)
+	b, _ := repo.ReadCommit(res2.MergeCommit)
+	if a.RootTree != b.RootTree {
+		t.Errorf("merge trees differ: %s vs %s", a.RootTree, b.RootTree)
+	}
+	refs := refMap(t, repo)
+	for _, l := range layers {
+		if _, ok := refs[blobRef(t, l.Digest)]; !ok {
+			t.Errorf("no blob ref for reused layer %s", l.Digest)
+		}
+	}
+	realFsck(t, repo)
+	out := filepath.Join(t.TempDir(), "out")
+	pr, err := pushTo(t, repo, "oci:"+dir+":d1", out, "x", PushOptions{RequireIdentical: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range pr.Layers {
+		if l.Digest != layers[i].Digest || l.Compressor != "compress/gzip level 1" {
+			t.Errorf("layer %d pushed as %+v, want %s by compress/gzip level 1", i, l, layers[i].Digest)
+		}
 	}
 }

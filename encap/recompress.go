@@ -21,6 +21,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 	"github.com/ocitree/ocitree/ostree"
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // layerCompressor is one way to compress a layer.
@@ -109,12 +111,19 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 
 // findCompressor returns the first candidate that reproduces the record's
 // blob prefix, or false.
-func findCompressor(repo *ostree.Repo, rec *layerRecord, mediaType string, annotations map[string]string) (layerCompressor, bool, error) {
+//
+// A record without a fingerprint (a layer reused by diff_id) has each
+// candidate compress the whole layer, stopped once it passes the blob's
+// size, and compared with the blob digest.
+func findCompressor(repo *ostree.Repo, rec *layerRecord, desc v1.Descriptor) (layerCompressor, bool, error) {
 	n, want, ok := parsePrefix(rec.Prefix)
 	if !ok || n <= 0 {
-		return layerCompressor{}, false, nil
+		if desc.Size <= 0 || desc.Digest.Algorithm() != digest.SHA256 {
+			return layerCompressor{}, false, nil
+		}
+		n, want = desc.Size+1, desc.Digest.Encoded()
 	}
-	for _, c := range compressorCandidates(mediaType, annotations) {
+	for _, c := range compressorCandidates(desc.MediaType, desc.Annotations) {
 		pw := &prefixWriter{limit: n, h: sha256.New()}
 		cw, err := c.new(pw)
 		if err != nil {
@@ -127,7 +136,7 @@ func findCompressor(repo *ostree.Repo, rec *layerRecord, mediaType string, annot
 		if err != nil && !errors.Is(err, errPrefixDone) {
 			return layerCompressor{}, false, err
 		}
-		if pw.n == n && hex.EncodeToString(pw.h.Sum(nil)) == want {
+		if (pw.n == n || pw.n == desc.Size && n == desc.Size+1) && hex.EncodeToString(pw.h.Sum(nil)) == want {
 			return c, true, nil
 		}
 	}

@@ -203,23 +203,38 @@ func PullImage(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref stri
 	}
 	var missing []*layerState
 	for _, l := range ostreeLayers {
-		if l.have {
-			res.LayersPresent++
-		} else {
+		if !l.have {
 			missing = append(missing, l)
 		}
-	}
-	if ostreeLayers[0].have {
-		res.BaseCommit = ostreeLayers[0].commit
 	}
 	derived, err := derivedLayers(repo, layout)
 	if err != nil {
 		return nil, err
 	}
+	if len(missing) > 0 || len(fetchedDescs(derived)) > 0 {
+		stored, err := storedByDiffID(repo)
+		if err != nil {
+			return nil, err
+		}
+		if opts.Check {
+			missing = withoutStored(missing, stored)
+		} else if missing, err = reuseOstreeLayers(repo, missing, stored); err != nil {
+			return nil, err
+		}
+		for _, d := range derived {
+			if s, ok := stored[d.diffID]; ok && !d.have && s.kind == recordDerived {
+				d.reuse = &s
+			}
+		}
+	}
+	res.LayersPresent = len(ostreeLayers) - len(missing)
 	for _, d := range derived {
-		if d.have {
+		if d.have || d.reuse != nil {
 			res.LayersPresent++
 		}
+	}
+	if ostreeLayers[0].have {
+		res.BaseCommit = ostreeLayers[0].commit
 	}
 	for _, d := range append(descs(missing), fetchedDescs(derived)...) {
 		res.LayersFetched++

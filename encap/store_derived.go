@@ -29,6 +29,8 @@ type derivedState struct {
 	ref    string
 	record ostree.Checksum
 	have   bool
+	// reuse is a stored layer with the same diff_id (have is false).
+	reuse *storedLayer
 }
 
 // derivedLayers looks up the blob refs of the image's derived layers.
@@ -53,7 +55,7 @@ func derivedLayers(repo *ostree.Repo, layout *ImageLayout) ([]*derivedState, err
 func fetchedDescs(ds []*derivedState) []v1.Descriptor {
 	var out []v1.Descriptor
 	for _, d := range ds {
-		if !d.have {
+		if !d.have && d.reuse == nil {
 			out = append(out, d.desc)
 		}
 	}
@@ -135,9 +137,12 @@ func writeMerge(ctx context.Context, repo *ostree.Repo, r oci.Reader, derived []
 	defer txn.Abort()
 	tree := ostree.NewMutableTreeFrom(repo, bc.RootTree, bc.RootMeta)
 	for _, d := range derived {
-		if d.have {
-			err = reapplyDerived(repo, txn, tree, d, dopts)
-		} else {
+		switch {
+		case d.have:
+			err = reapplyDerived(repo, txn, tree, d.record, d, dopts)
+		case d.reuse != nil:
+			err = reuseDerived(repo, txn, tree, d, dopts)
+		default:
 			err = fetchDerived(ctx, txn, r, tree, d, dopts, progress)
 		}
 		if err != nil {
@@ -185,18 +190,31 @@ func fetchDerived(ctx context.Context, txn *ostree.Txn, r oci.Reader, tree *ostr
 
 // reapplyDerived applies a stored derived layer onto tree from its record;
 // the rebuilt tar is checked against the layer's diff_id.
-func reapplyDerived(repo *ostree.Repo, txn *ostree.Txn, tree *ostree.MutableTree, d *derivedState, dopts DerivedOptions) error {
-	rec, err := readLayerRecord(repo, d.record)
+func reapplyDerived(repo *ostree.Repo, txn *ostree.Txn, tree *ostree.MutableTree, record ostree.Checksum, d *derivedState, dopts DerivedOptions) error {
+	rec, err := readLayerRecord(repo, record)
 	if err != nil {
 		return err
 	}
 	if rec.Kind != recordDerived || rec.DiffID != d.diffID {
-		return fmt.Errorf("blob ref %s: record %s is not this layer's (kind %q, diff_id %s)", d.ref, d.record, rec.Kind, rec.DiffID)
+		return fmt.Errorf("layer record %s is not this layer's (kind %q, diff_id %s)", record, rec.Kind, rec.DiffID)
 	}
 	return withAssembledTar(repo, rec, func(tr io.Reader) error {
 		_, err := ApplyDerivedLayer(txn, tree, tr, dopts)
 		return err
 	})
+}
+
+// reuseDerived applies a derived layer from the record of a stored layer
+// with the same diff_id and gives it a record and blob ref of its own.
+func reuseDerived(repo *ostree.Repo, txn *ostree.Txn, tree *ostree.MutableTree, d *derivedState, dopts DerivedOptions) error {
+	if err := reapplyDerived(repo, txn, tree, d.reuse.record, d, dopts); err != nil {
+		return err
+	}
+	c, err := copyLayerRecord(txn, d.reuse.record, d.desc)
+	if err != nil {
+		return err
+	}
+	return txn.SetRef(d.ref, &c)
 }
 
 // withAssembledTar rebuilds the tar of a record and streams it to consume,
