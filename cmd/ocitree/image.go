@@ -63,12 +63,15 @@ never does.`,
 			if err != nil {
 				return usageError{err}
 			}
-			if src.Signature == oci.OstreeRemote {
-				// The commit's signature would have to be checked against the
-				// remote's keys; refuse rather than import it unverified.
-				return usagef("%s: ostree-remote-image/ostree-remote-registry references are not supported by image pull yet", args[0])
-			}
 			return withRepo(repo, func(r *ostree.Repo) error {
+				var remote *remoteVerifier
+				if src.Signature == oci.OstreeRemote {
+					// ostree-ext: the ostree commit must be signed for the
+					// OSTree remote's keys; the container is not checked.
+					if remote, err = newRemoteVerifier(r, src); err != nil {
+						return err
+					}
+				}
 				var opts []oci.Option
 				if !tlsVerify {
 					opts = append(opts, oci.WithInsecureSkipTLSVerify(true))
@@ -80,6 +83,11 @@ never does.`,
 				}
 				defer rd.Close()
 				pullOpts := encap.PullOptions{Check: check}
+				if remote != nil {
+					if pullOpts.VerifyCommit, err = remote.hook(ctx, r, rd, check); err != nil {
+						return err
+					}
+				}
 				var bar *pullProgress
 				if show {
 					bar = newPullProgress(stderr)
@@ -100,6 +108,9 @@ never does.`,
 					return nil
 				}
 				if !quiet {
+					if remote != nil {
+						remote.report(stderr)
+					}
 					if res.AlreadyPresent {
 						fmt.Fprintf(stderr, "image %s is already stored (%s)\n", src.ImageString(), res.ManifestDigest)
 					} else {
