@@ -48,10 +48,18 @@ compressed bytes fetched so far, the rate and the time left; when the pull
 ends it is replaced by the totals and the time taken. --progress=auto (the
 default) draws it only when stderr is a terminal and --quiet is not given;
 --progress=always draws it anyway (for logs and tests), --progress=never
-never does.`,
+never does.
+
+Signatures: ostree-image-signed: references are checked against
+containers-policy.json; ostree-remote-image:REMOTE:TRANSPORT:REF and
+ostree-remote-registry:REMOTE:NAME instead require the image's ostree commit
+to be signed for the OSTree remote REMOTE of the repository's config (GPG
+unless gpg-verify=false, ed25519 with sign-verify), as ostree pull would
+check it; ostree-unverified-* and plain references check nothing.`,
 		Example: `  ocitree image pull --repo /srv/repo docker://quay.io/example/os:stable
   ocitree image pull --repo /srv/repo --check ostree-unverified-registry:quay.io/example/os:stable
-  ocitree image pull --repo /srv/repo --progress=never docker://quay.io/example/os:stable`,
+  ocitree image pull --repo /srv/repo --progress=never docker://quay.io/example/os:stable
+  ocitree image pull --repo /srv/repo ostree-remote-registry:fedora:quay.io/fedora/fedora-coreos:stable`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
