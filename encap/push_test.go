@@ -322,3 +322,41 @@ func TestPullReuseByDiffID(t *testing.T) {
 		}
 	}
 }
+
+// TestPullVerifyReusedCommit: a commit layer reused by diff_id (stored by an
+// unverified pull) is verified all the same; refused, the refs the pull
+// wrote for the reused layers are gone again.
+func TestPullVerifyReusedCommit(t *testing.T) {
+	src := storeRepo(t)
+	c := storeCommit(t, src, storeFiles(), 1700000000)
+	dir := filepath.Join(t.TempDir(), "layout")
+	storeEncap(t, src, c, dir, "v1", nil)
+	repo := storeRepo(t)
+	if _, err := storePull(t, repo, "oci:"+dir+":v1", PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	recompressImage(t, dir, "v1", "v1z", gzip.BestSpeed)
+	before := refMap(t, repo)
+	var seen []ostree.Checksum
+	refuse := func(_ *ostree.Txn, commit ostree.Checksum) error {
+		seen = append(seen, commit)
+		return errors.New("no signature")
+	}
+	_, err := storePull(t, repo, "oci:"+dir+":v1z", PullOptions{VerifyCommit: refuse})
+	var refused *RefusedError
+	if !errors.As(err, &refused) || !refused.Stored || refused.Commit != c || len(seen) != 1 || seen[0] != c {
+		t.Fatalf("pull with a refusing verifier: %v (seen %v)", err, seen)
+	}
+	if after := refMap(t, repo); len(after) != len(before) {
+		t.Errorf("a refused pull left refs: %d before, %d after", len(before), len(after))
+	}
+	res, err := storePull(t, repo, "oci:"+dir+":v1z", PullOptions{VerifyCommit: func(*ostree.Txn, ostree.Checksum) error { return nil }})
+	if err != nil || res.LayersFetched != 0 || res.BaseCommit != c {
+		t.Fatalf("pull with an accepting verifier: %+v, %v", res, err)
+	}
+	// Stored as is: the same image again is verified too.
+	seen = nil
+	if _, err := storePull(t, repo, "oci:"+dir+":v1z", PullOptions{VerifyCommit: refuse}); !errors.As(err, &refused) || len(seen) != 1 {
+		t.Errorf("already-present image with a refusing verifier: %v", err)
+	}
+}

@@ -52,8 +52,12 @@ type PullOptions struct {
 	// Progress, when not nil, is told what is fetched.
 	Progress PullProgress
 	// VerifyCommit, when set, checks the image's ostree commit (e.g. its
-	// signature, from the detached metadata) after its layer is imported
-	// and before anything of it is committed; an error aborts the pull.
+	// signature, from the detached metadata): after its layer is imported
+	// and before that layer's transaction commits, or, when the commit was
+	// stored already (by this image, another one with the same diff_id, or
+	// an earlier unverified pull), before the merge. A refusal fails the
+	// pull with a *RefusedError and removes the layer refs the pull
+	// created (their objects stay until a prune).
 	VerifyCommit func(txn *ostree.Txn, commit ostree.Checksum) error
 }
 
@@ -183,6 +187,10 @@ func PullImage(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref stri
 				if cm, err := repo.ReadCommit(prev); err == nil {
 					res.BaseCommit = cm.Parent
 				}
+				// Stored before, maybe by an unverified pull.
+				if err := verifyStoredCommit(repo, res.BaseCommit, opts.VerifyCommit); err != nil {
+					return nil, err
+				}
 			}
 			return res, nil
 		}
@@ -211,6 +219,9 @@ func PullImage(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref stri
 	if err != nil {
 		return nil, err
 	}
+	// created lists the refs this pull may create for ostree layers: a
+	// refused signature removes them again.
+	created := layerRefs(missing)
 	if len(missing) > 0 || len(fetchedDescs(derived)) > 0 {
 		stored, err := storedByDiffID(repo)
 		if err != nil {
@@ -227,6 +238,7 @@ func PullImage(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref stri
 			}
 		}
 	}
+	freshCommit := len(missing) > 0 && missing[0].index == 0
 	res.LayersPresent = len(ostreeLayers) - len(missing)
 	for _, d := range derived {
 		if d.have || d.reuse != nil {
@@ -256,9 +268,16 @@ func PullImage(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref stri
 		opts.Progress.Begin(res.LayersFetched, res.BytesFetched)
 	}
 	if err := fetchOstreeLayers(ctx, repo, r, missing, opts); err != nil {
-		return nil, err
+		return nil, undoRefused(repo, err, created)
 	}
 	base := ostreeLayers[0].commit
+	if !freshCommit {
+		// The commit layer was stored (or reused by diff_id), maybe by
+		// an unverified pull: verify it now.
+		if err := verifyStoredCommit(repo, base, opts.VerifyCommit); err != nil {
+			return nil, undoRefused(repo, err, created)
+		}
+	}
 	if layout.Commit != "" && layout.Commit != base.String() {
 		return nil, fmt.Errorf("image label ostree.commit=%s but its commit layer carries %s", layout.Commit, base)
 	}
@@ -464,7 +483,7 @@ func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader,
 	}
 	if verify != nil {
 		if err := verify(txn, commit); err != nil {
-			return fmt.Errorf("commit %s: %w", commit, err)
+			return &RefusedError{Commit: commit, Err: err}
 		}
 	}
 	if err := txn.SetRef(l.ref, &commit); err != nil {

@@ -9,6 +9,7 @@ package encap
 // then tries candidates on whole blobs, recompress.go).
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -146,4 +147,76 @@ func withoutStored(ls []*layerState, stored map[digest.Digest]storedLayer) []*la
 		}
 	}
 	return out
+}
+
+// RefusedError is returned by PullImage when PullOptions.VerifyCommit
+// refused the image's ostree commit.
+type RefusedError struct {
+	Commit ostree.Checksum
+	// Stored: the commit was in the repository before this pull.
+	Stored bool
+	Err    error
+}
+
+func (e *RefusedError) Error() string {
+	if e.Stored {
+		return fmt.Sprintf("stored commit layer (commit %s) refused: %v", e.Commit, e.Err)
+	}
+	return fmt.Sprintf("commit %s refused: %v", e.Commit, e.Err)
+}
+
+// Unwrap returns the verifier's error.
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// verifyStoredCommit runs verify (when set) on a commit already in repo.
+func verifyStoredCommit(repo *ostree.Repo, c ostree.Checksum, verify func(*ostree.Txn, ostree.Checksum) error) error {
+	if verify == nil {
+		return nil
+	}
+	txn, err := repo.Begin()
+	if err != nil {
+		return err
+	}
+	defer txn.Abort()
+	if err := verify(txn, c); err != nil {
+		return &RefusedError{Commit: c, Stored: true, Err: err}
+	}
+	return nil
+}
+
+// layerRefs returns the blob and record refs of ostree layers.
+func layerRefs(ls []*layerState) []string {
+	var out []string
+	for _, l := range ls {
+		out = append(out, l.ref)
+		if r, err := TarSplitRefName(l.desc.Digest); err == nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// undoRefused deletes the refs this pull created when err is a refused
+// signature (the objects stay until a prune), and returns err.
+func undoRefused(repo *ostree.Repo, err error, created []string) error {
+	var refused *RefusedError
+	if !errors.As(err, &refused) || len(created) == 0 {
+		return err
+	}
+	txn, terr := repo.Begin()
+	if terr != nil {
+		return fmt.Errorf("%w (and removing this pull's layer refs failed: %v)", err, terr)
+	}
+	defer txn.Abort()
+	for _, ref := range created {
+		if _, ok, rerr := readRefMaybe(repo, ref); rerr == nil && ok {
+			if serr := txn.SetRef(ref, nil); serr != nil {
+				return fmt.Errorf("%w (and removing this pull's layer refs failed: %v)", err, serr)
+			}
+		}
+	}
+	if cerr := txn.Commit(); cerr != nil {
+		return fmt.Errorf("%w (and removing this pull's layer refs failed: %v)", err, cerr)
+	}
+	return err
 }

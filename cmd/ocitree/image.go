@@ -92,9 +92,7 @@ check it; ostree-unverified-* and plain references check nothing.`,
 				defer rd.Close()
 				pullOpts := encap.PullOptions{Check: check}
 				if remote != nil {
-					if pullOpts.VerifyCommit, err = remote.hook(ctx, r, rd, check); err != nil {
-						return err
-					}
+					pullOpts.VerifyCommit = remote.verify
 				}
 				var bar *pullProgress
 				if show {
