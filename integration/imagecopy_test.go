@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,9 +22,21 @@ func registryDigest(t *testing.T, imgref string) string {
 	return out.Digest
 }
 
+// blobStatus returns the status of HEAD /v2/REPO/blobs/DIGEST on the registry at addr.
+func blobStatus(t *testing.T, addr, repo string, d digest.Digest) int {
+	t.Helper()
+	res, err := http.Head("http://" + addr + "/v2/" + repo + "/blobs/" + d.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode
+}
+
 // TestImageCopyRegistry mirrors an encapsulated image between two
 // repositories of a real registry and into an oci: layout with `ocitree image
-// copy`: the digest stays the same everywhere. The copy is then pulled and
+// copy`: the digest stays the same everywhere, and within the registry the layers
+// are mounted, not downloaded. The copy is then pulled and
 // looked at with image inspect/history, removed and pruned.
 func TestImageCopyRegistry(t *testing.T) {
 	setup(t, "skopeo", "docker-registry")
@@ -59,6 +72,28 @@ func TestImageCopyRegistry(t *testing.T) {
 	da, db := registryDigest(t, a), registryDigest(t, b)
 	if da != want || db != want {
 		t.Errorf("digests after copy: a %s, b %s, want both %s", da, db, want)
+	}
+
+	// Between two repositories of the registry, through the counting proxy: the
+	// blobs are mounted (POST .../blobs/uploads/?mount=&from=a), no layer is
+	// downloaded, and c has every layer and the same digest.
+	reg.served()
+	c := "docker://" + reg.proxyAddr + "/c:1"
+	out = must(t, ocitree(t, "image", "copy", "--tls-verify=false", "docker://"+reg.proxyAddr+"/a:1", c))
+	served := reg.served()
+	if got := strings.TrimSpace(out); got != want {
+		t.Errorf("image copy a -> c printed %q, want %s", out, want)
+	}
+	for _, l := range m.Layers {
+		if n := served[l.Digest.String()]; n != 0 {
+			t.Errorf("copy a -> c downloaded layer %s (%d bytes), want it mounted", l.Digest, n)
+		}
+		if code := blobStatus(t, reg.addr, "c", l.Digest); code != http.StatusOK {
+			t.Errorf("layer %s in c: HEAD %d", l.Digest, code)
+		}
+	}
+	if d := registryDigest(t, "docker://"+reg.addr+"/c:1"); d != want {
+		t.Errorf("c after copy: digest %s, want %s", d, want)
 	}
 
 	// Into an oci: layout whose directory does not exist yet.

@@ -1,0 +1,511 @@
+package oci
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/docker/distribution/registry/client/auth/challenge"
+	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/docker"
+	"go.podman.io/image/v5/docker/reference"
+	"go.podman.io/image/v5/image"
+	"go.podman.io/image/v5/manifest"
+	"go.podman.io/image/v5/pkg/docker/config"
+	"go.podman.io/image/v5/pkg/sysregistriesv2"
+	"go.podman.io/image/v5/pkg/tlsclientconfig"
+	"go.podman.io/image/v5/signature"
+	"go.podman.io/image/v5/types"
+	"go.podman.io/storage/pkg/configfile"
+	"go.podman.io/storage/pkg/fileutils"
+	"go.podman.io/storage/pkg/unshare"
+)
+
+// Why Copy mounts blobs itself before calling copy.Image:
+//
+// containers/image's docker destination mounts a blob from another repository of the
+// same registry only when its blob info cache lists that repository as a location of
+// the blob, with the blob's compression known (CandidateLocations2 drops candidates of
+// unknown compression). copy.Image uses blobinfocache.DefaultCache, which is SQLite
+// (cgo); in our CGO_ENABLED=0 build it falls back to a fresh in-memory cache per copy,
+// and the source location is recorded only when the blob is downloaded. copy.Options
+// has no way to pass a cache, and recording the compression needs internal types, so
+// no public API makes copy.Image mount (nor types.ImageDestination.TryReusingBlob
+// driven by hand with a memory cache that holds only the locations). The
+// BoltDB cache is pure Go but DefaultCache never picks it. mountBlobs therefore does the mounts with the
+// registry API (the same HEAD, HEAD, POST ?mount=&from= sequence containers/image
+// uses), after which copy.Image finds every blob at the destination (HEAD) and
+// neither downloads nor uploads it. copy.Image still does the whole copy: manifests,
+// every instance of a list, signatures, the policy check and digest preservation.
+
+// mountStats counts what mountBlobs did with the blobs of the source image.
+type mountStats struct {
+	mounted int // mounted from the source repository
+	present int // already in the destination repository
+	skipped int // not in the source repository, or the registry started an upload instead
+}
+
+// mountWorkers bounds the concurrent blob mounts (copy.Image copies 6 layers at once).
+const mountWorkers = 6
+
+// sameRegistryRepos returns the repositories of srcRef and dstRef when both are
+// docker:// references to different repositories of the same registry.
+func sameRegistryRepos(srcRef, dstRef types.ImageReference) (src, dst reference.Named, ok bool) {
+	dockerName := docker.Transport.Name()
+	if srcRef.Transport().Name() != dockerName || dstRef.Transport().Name() != dockerName {
+		return nil, nil, false
+	}
+	src, dst = srcRef.DockerReference(), dstRef.DockerReference()
+	if src == nil || dst == nil || reference.Domain(src) != reference.Domain(dst) || src.Name() == dst.Name() {
+		return nil, nil, false
+	}
+	return src, dst, true
+}
+
+// mountBlobs mounts every config and layer blob of the image srcRef points to (of
+// every instance of a manifest list or image index) from its repository into the
+// repository of dstRef, when both are on the same registry; other pairs of references
+// are left alone. Nothing is mounted unless pc allows the source image. It is only an
+// optimisation for the copy.Image that follows: a blob it could not mount is copied
+// by copy.Image as before, so callers may ignore the error.
+func mountBlobs(ctx context.Context, sys *types.SystemContext, pc *signature.PolicyContext, srcRef, dstRef types.ImageReference) (mountStats, error) {
+	var st mountStats
+	srcName, dstName, ok := sameRegistryRepos(srcRef, dstRef)
+	if !ok {
+		return st, nil
+	}
+	src, err := srcRef.NewImageSource(ctx, sys)
+	if err != nil {
+		return st, fmt.Errorf("mounting blobs: opening %s: %w", refName(srcRef), err)
+	}
+	defer src.Close()
+	unparsed := image.UnparsedInstance(src, nil)
+	if allowed, err := pc.IsRunningImageAllowed(ctx, unparsed); !allowed || err != nil {
+		return st, fmt.Errorf("mounting blobs: %s not allowed by the signature policy: %w", refName(srcRef), errors.Join(ErrPolicyRejected, err))
+	}
+	top, topType, err := unparsed.Manifest(ctx)
+	if err != nil {
+		return st, fmt.Errorf("mounting blobs: manifest of %s: %w", refName(srcRef), err)
+	}
+	blobs, err := imageBlobs(ctx, src, top, topType)
+	if err != nil {
+		return st, fmt.Errorf("mounting blobs: %s: %w", refName(srcRef), err)
+	}
+	if len(blobs) == 0 {
+		return st, nil
+	}
+	m, err := newBlobMounter(ctx, sys, srcName, dstName)
+	if err != nil {
+		return st, fmt.Errorf("mounting blobs into %s: %w", dstName.Name(), err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	work := make(chan digest.Digest)
+	for range min(mountWorkers, len(blobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range work {
+				res, err := m.mount(ctx, d)
+				mu.Lock()
+				switch {
+				case err != nil:
+					if firstErr == nil {
+						firstErr = err
+						cancel() // the registry refuses us or is gone: stop, copy.Image copies the rest
+					}
+				case res == mountDone:
+					st.mounted++
+				case res == mountPresent:
+					st.present++
+				default:
+					st.skipped++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for _, d := range blobs {
+		select {
+		case work <- d:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		return st, fmt.Errorf("mounting blobs from %s into %s: %w", srcName.Name(), dstName.Name(), firstErr)
+	}
+	return st, nil
+}
+
+// refName names an image reference for messages.
+func refName(r types.ImageReference) string {
+	return r.Transport().Name() + ":" + r.StringWithinTransport()
+}
+
+// imageBlobs lists the config and layer digests of the image whose manifest is top,
+// or of every instance of the list or index top. Layers with URLs (foreign layers) and
+// nested lists are left out: copy.Image treats them.
+func imageBlobs(ctx context.Context, src types.ImageSource, top []byte, topType string) ([]digest.Digest, error) {
+	var out []digest.Digest
+	seen := map[digest.Digest]bool{}
+	add := func(b types.BlobInfo) {
+		if b.Digest == "" || len(b.URLs) > 0 || seen[b.Digest] {
+			return
+		}
+		seen[b.Digest] = true
+		out = append(out, b.Digest)
+	}
+	addImage := func(mb []byte, mt string) error {
+		m, err := manifest.FromBlob(mb, mt)
+		if err != nil {
+			return err
+		}
+		add(m.ConfigInfo())
+		for _, l := range m.LayerInfos() {
+			add(l.BlobInfo)
+		}
+		return nil
+	}
+	if topType == "" {
+		topType = manifest.GuessMIMEType(top)
+	}
+	if !manifest.MIMETypeIsMultiImage(topType) {
+		return out, addImage(top, topType)
+	}
+	list, err := manifest.ListFromBlob(top, topType)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range list.Instances() {
+		mb, mt, err := src.GetManifest(ctx, &d)
+		if err != nil {
+			return nil, fmt.Errorf("manifest %s: %w", d, err)
+		}
+		if mt == "" {
+			mt = manifest.GuessMIMEType(mb)
+		}
+		if manifest.MIMETypeIsMultiImage(mt) {
+			continue
+		}
+		if err := addImage(mb, mt); err != nil {
+			return nil, fmt.Errorf("manifest %s: %w", d, err)
+		}
+	}
+	return out, nil
+}
+
+// mountResult is what happened to one blob.
+type mountResult int
+
+const (
+	mountSkipped mountResult = iota // not mounted; copy.Image copies it
+	mountDone                       // mounted from the source repository
+	mountPresent                    // the destination repository had it already
+)
+
+// blobMounter talks the registry API to one registry for one source and one
+// destination repository, with the credentials, TLS settings and proxy containers/image
+// would use for the destination, and the same authentication (basic, or a bearer token
+// for push on the destination and pull on the source).
+type blobMounter struct {
+	client   *http.Client
+	base     string // scheme://host the registry answered on
+	authz    string // Authorization header, "" for none
+	src, dst string // repository paths on the registry
+}
+
+// newBlobMounter sets up the client: certs.d, insecure registries (which may fall back
+// to plain HTTP) and the proxy of sys, then pings the registry and authenticates with
+// the credentials containers/image uses for dst (SystemContext, auth.json, credential
+// helpers).
+func newBlobMounter(ctx context.Context, sys *types.SystemContext, src, dst reference.Named) (*blobMounter, error) {
+	host := reference.Domain(dst)
+	regConf, err := sysregistriesv2.FindRegistry(sys, dst.Name())
+	if err != nil {
+		return nil, fmt.Errorf("loading registries: %w", err)
+	}
+	if regConf != nil && regConf.Blocked {
+		return nil, fmt.Errorf("registry %s is blocked in %s", regConf.Prefix, sysregistriesv2.ConfigurationSourceDescription(sys))
+	}
+	insecure := regConf != nil && regConf.Insecure
+	if sys != nil && sys.DockerInsecureSkipTLSVerify != types.OptionalBoolUndefined {
+		insecure = sys.DockerInsecureSkipTLSVerify == types.OptionalBoolTrue
+	}
+
+	tlsc := &tls.Config{}
+	if sys != nil && sys.BaseTLSConfig != nil {
+		tlsc = sys.BaseTLSConfig.Clone()
+	}
+	dir, err := certDir(sys, host)
+	if err != nil {
+		return nil, err
+	}
+	if dir != "" {
+		if err := tlsclientconfig.SetupCertificates(dir, tlsc); err != nil {
+			return nil, fmt.Errorf("certificates in %s: %w", dir, err)
+		}
+	}
+	tlsc.InsecureSkipVerify = insecure
+	tr := tlsclientconfig.NewTransport()
+	tr.TLSClientConfig = tlsc
+	if sys != nil && sys.DockerProxyURL != nil {
+		tr.Proxy = http.ProxyURL(sys.DockerProxyURL)
+	}
+	if sys != nil && sys.DockerProxy != nil {
+		tr.Proxy = func(r *http.Request) (*url.URL, error) { return sys.DockerProxy(r.URL) }
+	}
+	m := &blobMounter{client: &http.Client{Transport: tr}, src: reference.Path(src), dst: reference.Path(dst)}
+
+	apiHost := host
+	if apiHost == "docker.io" {
+		apiHost = "registry-1.docker.io"
+	}
+	// Ping: https, then plain http only for an insecure registry.
+	var challenges []challenge.Challenge
+	for _, scheme := range []string{"https", "http"} {
+		if scheme == "http" && !insecure {
+			break
+		}
+		var res *http.Response
+		res, err = m.send(ctx, http.MethodGet, scheme+"://"+apiHost+"/v2/")
+		if err != nil {
+			continue
+		}
+		if res.StatusCode != http.StatusOK && res.StatusCode != http.StatusUnauthorized {
+			err = fmt.Errorf("pinging %s://%s/v2/: %s", scheme, apiHost, res.Status)
+			continue
+		}
+		m.base = scheme + "://" + apiHost
+		challenges = challenge.ResponseChallenges(res)
+		break
+	}
+	if m.base == "" {
+		return nil, err
+	}
+
+	creds, err := config.GetCredentialsForRef(sys, dst)
+	if err != nil {
+		return nil, fmt.Errorf("credentials for %s: %w", dst.Name(), err)
+	}
+	for _, ch := range challenges {
+		switch ch.Scheme {
+		case "basic":
+			req := &http.Request{Header: http.Header{}}
+			req.SetBasicAuth(creds.Username, creds.Password)
+			m.authz = req.Header.Get("Authorization")
+			return m, nil
+		case "bearer":
+			token := ""
+			if sys != nil {
+				token = sys.DockerBearerRegistryToken
+			}
+			if token == "" {
+				scopes := []string{"repository:" + m.dst + ":pull,push", "repository:" + m.src + ":pull"}
+				if token, err = m.bearerToken(ctx, ch, creds, scopes); err != nil {
+					return nil, err
+				}
+			}
+			m.authz = "Bearer " + token
+			return m, nil
+		}
+	}
+	return m, nil // no challenge (or none we know): unauthenticated, as containers/image
+}
+
+// bearerToken gets a token for scopes from the realm of ch: a GET with basic
+// credentials, or the OAuth2 refresh_token grant for an identity token, as
+// containers/image does.
+func (m *blobMounter) bearerToken(ctx context.Context, ch challenge.Challenge, creds types.DockerAuthConfig, scopes []string) (string, error) {
+	realm, ok := ch.Parameters["realm"]
+	if !ok {
+		return "", errors.New("missing realm in bearer auth challenge")
+	}
+	params := url.Values{}
+	if s := ch.Parameters["service"]; s != "" {
+		params.Set("service", s)
+	}
+	params["scope"] = scopes
+	var req *http.Request
+	var err error
+	if creds.IdentityToken != "" {
+		params.Set("grant_type", "refresh_token")
+		params.Set("refresh_token", creds.IdentityToken)
+		params.Set("client_id", "containers/image")
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, realm, strings.NewReader(params.Encode()))
+		if err != nil {
+			return "", err
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	} else {
+		u, err := url.Parse(realm)
+		if err != nil {
+			return "", fmt.Errorf("bearer realm %q: %w", realm, err)
+		}
+		q := u.Query()
+		if creds.Username != "" {
+			q.Set("account", creds.Username)
+		}
+		for k, v := range params {
+			q[k] = v
+		}
+		u.RawQuery = q.Encode()
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		if err != nil {
+			return "", err
+		}
+		if creds.Username != "" && creds.Password != "" {
+			req.SetBasicAuth(creds.Username, creds.Password)
+		}
+	}
+	res, err := m.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("requesting a bearer token from %s: %s", realm, res.Status)
+	}
+	var tok struct {
+		Token       string `json:"token"`
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(io.LimitReader(res.Body, 1<<20)).Decode(&tok); err != nil {
+		return "", fmt.Errorf("bearer token from %s: %w", realm, err)
+	}
+	if tok.Token == "" {
+		tok.Token = tok.AccessToken
+	}
+	if tok.Token == "" {
+		return "", fmt.Errorf("bearer token from %s: empty", realm)
+	}
+	return tok.Token, nil
+}
+
+// certDir returns the certs.d directory for host the way containers/image finds it
+// (docker/docker_client.go dockerCertDir), "" when there is none.
+func certDir(sys *types.SystemContext, host string) (string, error) {
+	if sys != nil && sys.DockerCertPath != "" {
+		return sys.DockerCertPath, nil
+	}
+	if sys != nil && sys.DockerPerHostCertDirPath != "" {
+		return filepath.Join(sys.DockerPerHostCertDirPath, host), nil
+	}
+	root := ""
+	if sys != nil {
+		root = sys.RootForImplicitAbsolutePaths
+	}
+	paths, err := configfile.GetSearchPaths(&configfile.File{
+		Name:                           "certs",
+		Extension:                      "d",
+		DoNotUseExtensionForConfigName: true,
+		UserId:                         unshare.GetRootlessUID(),
+		RootForImplicitAbsolutePaths:   root,
+	})
+	if err != nil {
+		return "", fmt.Errorf("certs.d search paths: %w", err)
+	}
+	candidates := append(paths.DropInDirectories, filepath.Join(root, "/etc/docker/certs.d"))
+	for _, dir := range candidates {
+		full := filepath.Join(dir, host)
+		err := fileutils.Exists(full)
+		switch {
+		case err == nil:
+			return full, nil
+		case os.IsNotExist(err), os.IsPermission(err):
+			continue
+		default:
+			return "", err
+		}
+	}
+	return "", nil
+}
+
+// mount makes blob d present in the destination repository: nothing to do when it is
+// there, a cross-repository mount when the source repository has it. Like
+// containers/image, it checks the source first so that a registry that does not
+// mount is not left with an upload session (one it starts anyway is cancelled).
+func (m *blobMounter) mount(ctx context.Context, d digest.Digest) (mountResult, error) {
+	if err := d.Validate(); err != nil {
+		return mountSkipped, err
+	}
+	if ok, err := m.exists(ctx, m.dst, d); err != nil {
+		return mountSkipped, err
+	} else if ok {
+		return mountPresent, nil
+	}
+	if ok, err := m.exists(ctx, m.src, d); err != nil || !ok {
+		return mountSkipped, err
+	}
+	q := url.Values{"mount": {d.String()}, "from": {m.src}}
+	res, err := m.send(ctx, http.MethodPost, m.base+"/v2/"+m.dst+"/blobs/uploads/?"+q.Encode())
+	if err != nil {
+		return mountSkipped, err
+	}
+	switch res.StatusCode {
+	case http.StatusCreated:
+		return mountDone, nil
+	case http.StatusAccepted:
+		// The registry started an ordinary upload: cancel it, copy.Image uploads.
+		if loc, err := res.Location(); err == nil {
+			_, _ = m.send(ctx, http.MethodDelete, loc.String()) // best effort, as in containers/image
+		}
+		return mountSkipped, nil
+	default:
+		return mountSkipped, fmt.Errorf("mounting %s from %s into %s: %s", d, m.src, m.dst, res.Status)
+	}
+}
+
+// exists reports whether repo has blob d (HEAD; 200 or 404).
+func (m *blobMounter) exists(ctx context.Context, repo string, d digest.Digest) (bool, error) {
+	res, err := m.send(ctx, http.MethodHead, m.base+"/v2/"+repo+"/blobs/"+d.String())
+	if err != nil {
+		return false, err
+	}
+	switch res.StatusCode {
+	case http.StatusOK:
+		return true, nil
+	case http.StatusNotFound:
+		return false, nil
+	default:
+		return false, fmt.Errorf("checking blob %s in %s: %s", d, repo, res.Status)
+	}
+}
+
+// send sends a request without a body and returns the response with its body read
+// and closed (only the status and headers are used). It is authenticated once the
+// ping has set authz.
+func (m *blobMounter) send(ctx context.Context, method, u string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	if m.authz != "" {
+		req.Header.Set("Authorization", m.authz)
+	}
+	res, err := m.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<20))
+	res.Body.Close()
+	return res, nil
+}
