@@ -88,78 +88,59 @@ func (t *Txn) writeContentBytes(meta *FileMeta, header, data []byte) (Checksum, 
 	}
 	name := ObjectName{c, ObjFile}
 	if meta.IsSymlink() && t.r.mode == ModeBare {
-		rel, err := t.stagedPath(name)
-		if err != nil {
-			return c, err
-		}
+		rel := stagedRel(name, t.r.mode)
 		if err := t.bareSymlink(rel, meta); err != nil {
 			if errors.Is(err, unix.EEXIST) {
 				return c, nil
 			}
-			t.unstage(name)
+			unix.Unlinkat(t.stageFd, rel, 0)
 			return c, err
 		}
 		t.markStaged(name, 0)
 		return c, nil
 	}
-	fd, exists, err := t.createStaged(name, t.createPerm(meta))
+	o, exists, err := t.newObject(&name, t.createPerm(meta))
 	if err != nil || exists {
 		return c, err
 	}
-	f := os.NewFile(uintptr(fd), name.String())
-	n, err := t.writePayload(f, meta, data, nil, int64(len(data)), nil)
+	n, err := t.writePayload(o.f, meta, data, nil, int64(len(data)), nil)
 	if err == nil {
-		err = t.finishContent(f, meta)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+		err = t.finishContent(o.f, meta)
 	}
 	if err != nil {
-		t.unstage(name)
+		t.dropObject(o)
 		return c, fmt.Errorf("writing %s: %w", name, err)
 	}
-	t.markStaged(name, n)
-	return c, nil
+	return c, t.finishObject(o, name, n)
 }
 
-// writeContentStream writes a large regular file to a temp object while
+// writeContentStream writes a large regular file to a new object file while
 // hashing it, then keeps the object only if it is new.
 func (t *Txn) writeContentStream(meta *FileMeta, header []byte, payload io.Reader, size int64) (Checksum, error) {
 	var c Checksum
-	tmp, fd, err := t.newContentTemp(meta)
+	o, _, err := t.newObject(nil, t.createPerm(meta))
 	if err != nil {
 		return c, err
 	}
-	f := os.NewFile(uintptr(fd), tmp)
 	h := sha256.New()
 	h.Write(streamPrefix(header))
-	n, err := t.writePayload(f, meta, nil, io.LimitReader(payload, size), size, h)
+	n, err := t.writePayload(o.f, meta, nil, io.LimitReader(payload, size), size, h)
 	if err == nil && n != size && t.r.mode != ModeArchive {
 		err = fmt.Errorf("short content: got %d of %d bytes", n, size)
 	}
 	h.Sum(c[:0])
 	if err == nil {
 		if ok, herr := t.Has(c, ObjFile); herr != nil || ok {
-			f.Close()
-			unix.Unlinkat(t.stageFd, tmp, 0)
+			t.dropObject(o)
 			return c, herr
 		}
-		err = t.finishContent(f, meta)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+		err = t.finishContent(o.f, meta)
 	}
 	if err != nil {
-		unix.Unlinkat(t.stageFd, tmp, 0)
+		t.dropObject(o)
 		return c, err
 	}
-	return c, t.stage(tmp, ObjectName{c, ObjFile}, n)
-}
-
-// newContentTemp creates the temp object for a streamed (large, regular)
-// file.
-func (t *Txn) newContentTemp(meta *FileMeta) (string, int, error) {
-	return t.createTemp(t.createPerm(meta))
+	return c, t.finishObject(o, ObjectName{c, ObjFile}, n)
 }
 
 // bareSymlink creates a bare-mode symlink object at rel below the staging

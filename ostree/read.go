@@ -28,13 +28,12 @@ func (nopReadCloser) Close() error { return nil }
 
 // OpenContent opens a content object and returns its metadata and payload.
 func (r *Repo) OpenContent(c Checksum) (*Content, error) {
-	return r.openContentAt(r.objFd, c)
+	return r.openContentAt(r.objFd, objectRelPath(c, ObjFile, r.mode), c)
 }
 
-// openContentAt opens content object c stored below dfd (objects/ or a
-// transaction's staging directory).
-func (r *Repo) openContentAt(dfd int, c Checksum) (*Content, error) {
-	rel := objectRelPath(c, ObjFile, r.mode)
+// openContentAt opens content object c stored at rel below dfd (objects/ or
+// a transaction's staging directory).
+func (r *Repo) openContentAt(dfd int, rel string, c Checksum) (*Content, error) {
 	switch r.mode {
 	case ModeArchive:
 		return r.openFilez(dfd, c, rel)

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -80,6 +81,10 @@ type Repo struct {
 
 	objDirsMu sync.Mutex
 	objDirs   [256]bool // objects/XX known to exist
+
+	// noTmpfileLink is set once O_TMPFILE or linkat(AT_EMPTY_PATH) failed
+	// here: objects are then created under a name (txn.go).
+	noTmpfileLink atomic.Bool
 }
 
 var repoDirs = []string{"objects", "refs", "refs/heads", "refs/remotes", "refs/mirrors", "tmp", "tmp/cache", "state", "extensions"}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -14,10 +15,13 @@ import (
 
 const stagingPrefix = "ocitree-staging-"
 
-// Txn is a write transaction. Objects are staged below
-// tmp/ocitree-staging-XXXX/ and become visible in objects/ only in Commit,
+// Txn is a write transaction. Objects are staged in
+// tmp/ocitree-staging-XXXX/ (flat: "<64 hex>.<ext>", no XX/ directories to
+// create per transaction) and become visible in objects/ only in Commit,
 // after one syncfs; commit objects are moved last and refs are written after
 // all objects, so a killed transaction leaves nothing that fsck would reject.
+// Object files are written unnamed (O_TMPFILE) and linked to their staging
+// name only when complete, where the kernel allows it (objectFile).
 // A Txn is safe for concurrent use by several writers.
 type Txn struct {
 	r          *Repo
@@ -28,7 +32,6 @@ type Txn struct {
 	mu         sync.Mutex
 	staged     map[ObjectName]struct{}
 	order      []ObjectName
-	stageDirs  [256]bool
 	refs       map[string]*Checksum // nil value deletes the ref
 	done       bool
 	noSync     bool
@@ -124,46 +127,127 @@ func (t *Txn) WriteMetadata(typ ObjectType, data []byte) (Checksum, error) {
 		return c, err
 	}
 	name := ObjectName{c, typ}
-	fd, exists, err := t.createStaged(name, 0o644)
+	o, exists, err := t.newObject(&name, 0o644)
 	if err != nil || exists {
 		return c, err
 	}
-	f := os.NewFile(uintptr(fd), name.String())
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	_, err = o.f.Write(data)
+	if err == nil {
+		err = t.finishObject(o, name, int64(len(data)))
+	} else {
+		t.dropObject(o)
 	}
 	if err != nil {
-		t.unstage(name)
 		return c, fmt.Errorf("writing %s: %w", name, err)
 	}
-	t.markStaged(name, int64(len(data)))
 	return c, nil
 }
 
-// createTemp makes a temp file in the staging directory.
-func (t *Txn) createTemp(perm uint32) (string, int, error) {
-	name := "tmp-" + randomSuffix()
-	fd, err := unix.Openat(t.stageFd, name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, perm)
-	if err != nil {
-		return "", -1, fmt.Errorf("creating temp object in %s: %w", t.stageName, err)
-	}
-	return name, fd, nil
+// stagedRel is an object's name in the (flat) staging directory.
+func stagedRel(name ObjectName, m Mode) string {
+	return name.Checksum.String() + "." + extension(name.Type, m)
 }
 
-// stagedPath ensures the staging XX/ directory of name and returns the
-// object's path below the staging directory.
-func (t *Txn) stagedPath(name ObjectName) (string, error) {
-	prefix := name.Checksum[0]
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if !t.stageDirs[prefix] {
-		if err := unix.Mkdirat(t.stageFd, fmt.Sprintf("%02x", prefix), 0o777); err != nil && !errors.Is(err, unix.EEXIST) {
-			return "", fmt.Errorf("staging %s: %w", name, err)
+// objectFile is an object file being written in the staging directory:
+// unnamed (O_TMPFILE, linked to its name by finishObject) where the kernel
+// and filesystem allow it, else created under a temp name (tmp) or directly
+// under its staging name (direct). Unnamed files are cheaper to create on
+// some kernels than named ones (a named create costs ~10× a linkat there)
+// and a failed write leaves nothing behind.
+type objectFile struct {
+	f      *os.File
+	tmp    string // named temp file, renamed by finishObject
+	direct bool   // created at its staging name
+}
+
+// newObject opens a new object file with permission perm. With name, the
+// object's name is known: exists reports that another writer of this
+// transaction has staged (or, on the named fallback, is writing) it, and
+// nothing was opened.
+func (t *Txn) newObject(name *ObjectName, perm uint32) (o *objectFile, exists bool, err error) {
+	if !t.r.noTmpfileLink.Load() {
+		fd, err := unix.Openat(t.stageFd, ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, perm)
+		if err == nil {
+			return &objectFile{f: os.NewFile(uintptr(fd), "tmpfile")}, false, nil
 		}
-		t.stageDirs[prefix] = true
+		if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EINVAL) {
+			return nil, false, fmt.Errorf("creating temp object in %s: %w", t.stageName, err)
+		}
+		t.r.noTmpfileLink.Store(true)
 	}
-	return objectRelPath(name.Checksum, name.Type, t.r.mode), nil
+	if name != nil {
+		rel := stagedRel(*name, t.r.mode)
+		fd, err := unix.Openat(t.stageFd, rel, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, perm)
+		if errors.Is(err, unix.EEXIST) {
+			return nil, true, nil
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("creating staged object %s: %w", name, err)
+		}
+		return &objectFile{f: os.NewFile(uintptr(fd), rel), direct: true}, false, nil
+	}
+	tmp := "tmp-" + randomSuffix()
+	fd, err := unix.Openat(t.stageFd, tmp, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, perm)
+	if err != nil {
+		return nil, false, fmt.Errorf("creating temp object in %s: %w", t.stageName, err)
+	}
+	return &objectFile{f: os.NewFile(uintptr(fd), tmp), tmp: tmp}, false, nil
+}
+
+// finishObject gives a completely written object file its staging name,
+// closes it and records the object. Another writer having staged the same
+// object first is not an error. On error nothing is left staged.
+func (t *Txn) finishObject(o *objectFile, name ObjectName, size int64) error {
+	rel := stagedRel(name, t.r.mode)
+	var err error
+	switch {
+	case o.direct:
+	case o.tmp != "":
+		err = unix.Renameat(t.stageFd, o.tmp, t.stageFd, rel)
+	default:
+		err = t.linkTmpfile(int(o.f.Fd()), rel)
+		if errors.Is(err, unix.EEXIST) {
+			err = nil
+		}
+	}
+	if cerr := o.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		switch {
+		case o.direct:
+			unix.Unlinkat(t.stageFd, rel, 0)
+		case o.tmp != "":
+			unix.Unlinkat(t.stageFd, o.tmp, 0)
+		}
+		return fmt.Errorf("staging %s: %w", name, err)
+	}
+	t.markStaged(name, size)
+	return nil
+}
+
+// linkTmpfile links the O_TMPFILE fd at rel below the staging directory:
+// linkat(AT_EMPTY_PATH), which needs CAP_DAC_READ_SEARCH, else through
+// /proc/self/fd (slower; later objects then use named files).
+func (t *Txn) linkTmpfile(fd int, rel string) error {
+	err := unix.Linkat(fd, "", t.stageFd, rel, unix.AT_EMPTY_PATH)
+	if err == nil || errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.EINVAL) {
+		return err
+	}
+	t.r.noTmpfileLink.Store(true)
+	return unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), t.stageFd, rel, unix.AT_SYMLINK_FOLLOW)
+}
+
+// dropObject closes and removes an object file that will not be staged.
+func (t *Txn) dropObject(o *objectFile) {
+	name := o.f.Name()
+	o.f.Close()
+	if o.direct || o.tmp != "" {
+		unix.Unlinkat(t.stageFd, name, 0)
+	}
 }
 
 // markStaged records a finished object in the staging directory.
@@ -176,46 +260,6 @@ func (t *Txn) markStaged(name ObjectName, size int64) {
 	t.staged[name] = struct{}{}
 	t.order = append(t.order, name)
 	t.bytesAdded += size
-}
-
-// unstage removes a staged object whose write failed, so a retry writes it
-// again. (A concurrent writer of the same object that saw it being created
-// has returned success; the failure still fails the whole transaction.)
-func (t *Txn) unstage(name ObjectName) {
-	unix.Unlinkat(t.stageFd, objectRelPath(name.Checksum, name.Type, t.r.mode), 0)
-}
-
-// stage renames a finished temp file to its object name in the staging dir.
-func (t *Txn) stage(tmp string, name ObjectName, size int64) error {
-	rel, err := t.stagedPath(name)
-	if err == nil {
-		err = unix.Renameat(t.stageFd, tmp, t.stageFd, rel)
-	}
-	if err != nil {
-		unix.Unlinkat(t.stageFd, tmp, 0)
-		return fmt.Errorf("staging %s: %w", name, err)
-	}
-	t.markStaged(name, size)
-	return nil
-}
-
-// createStaged creates the object file at its final staging path: the
-// staging directory is private and discarded whole when a transaction does
-// not commit, so no temp name is needed. exists is true when another writer
-// of this transaction is already writing the same object.
-func (t *Txn) createStaged(name ObjectName, perm uint32) (fd int, exists bool, err error) {
-	rel, err := t.stagedPath(name)
-	if err != nil {
-		return -1, false, err
-	}
-	fd, err = unix.Openat(t.stageFd, rel, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, perm)
-	if errors.Is(err, unix.EEXIST) {
-		return -1, true, nil
-	}
-	if err != nil {
-		return -1, false, fmt.Errorf("creating staged object %s: %w", name, err)
-	}
-	return fd, false, nil
 }
 
 // SetRef records a ref update, applied by Commit after all objects are in
@@ -259,7 +303,7 @@ func (t *Txn) Commit() error {
 		if name.Type == ObjCommitMeta {
 			flags = 0 // detached metadata is mutable: the new one wins
 		}
-		err := unix.Renameat2(t.stageFd, rel, t.r.objFd, rel, flags)
+		err := unix.Renameat2(t.stageFd, stagedRel(name, t.r.mode), t.r.objFd, rel, flags)
 		if err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("moving %s into objects/: %w", name, err)
 		}
@@ -324,7 +368,7 @@ func (t *Txn) LoadMeta(c Checksum, typ ObjectType) ([]byte, error) {
 	if !staged {
 		return t.r.LoadMeta(c, typ)
 	}
-	b, err := readFileAt(t.stageFd, objectRelPath(c, typ, t.r.mode), 256<<20)
+	b, err := readFileAt(t.stageFd, stagedRel(ObjectName{c, typ}, t.r.mode), 256<<20)
 	if err != nil {
 		return nil, fmt.Errorf("reading staged %s: %w", ObjectName{c, typ}, err)
 	}
@@ -340,10 +384,7 @@ func (t *Txn) WriteDetachedMetadata(commit Checksum, md Metadata) error {
 		return err
 	}
 	name := ObjectName{commit, ObjCommitMeta}
-	rel, err := t.stagedPath(name)
-	if err != nil {
-		return err
-	}
+	rel := stagedRel(name, t.r.mode)
 	unix.Unlinkat(t.stageFd, rel, 0)
 	if err := writeFileAt(t.stageFd, rel, b, 0o644); err != nil {
 		return err
@@ -361,5 +402,5 @@ func (t *Txn) OpenContent(c Checksum) (*Content, error) {
 	if !staged {
 		return t.r.OpenContent(c)
 	}
-	return t.r.openContentAt(t.stageFd, c)
+	return t.r.openContentAt(t.stageFd, stagedRel(ObjectName{c, ObjFile}, t.r.mode), c)
 }
