@@ -85,6 +85,8 @@ type Repo struct {
 	// noTmpfileLink is set once O_TMPFILE or linkat(AT_EMPTY_PATH) failed
 	// here: objects are then created under a name (txn.go).
 	noTmpfileLink atomic.Bool
+	// spreadOnce marks tmp/ for spreading staging directories (txn.go).
+	spreadOnce sync.Once
 }
 
 var repoDirs = []string{"objects", "refs", "refs/heads", "refs/remotes", "refs/mirrors", "tmp", "tmp/cache", "state", "extensions"}

@@ -45,6 +45,7 @@ func (r *Repo) Begin() (*Txn, error) {
 		return nil, err
 	}
 	r.cleanStaleStaging()
+	r.spreadOnce.Do(r.spreadStaging)
 	name := "tmp/" + stagingPrefix + randomSuffix()
 	// The lock file is locked under a name the stale-staging cleaner ignores,
 	// then renamed: no other process can see it unlocked.
@@ -103,6 +104,36 @@ func (r *Repo) cleanStaleStaging() {
 		}
 		unix.Close(fd)
 	}
+}
+
+// fsTopdirFl is FS_TOPDIR_FL (chattr +T): ext4 places the subdirectories
+// of such a directory as it places top-level ones.
+const fsTopdirFl = 0x00020000
+
+// spreadStaging marks tmp/ with FS_TOPDIR_FL on ext4, so that each
+// transaction's staging directory, and with it the inodes of the objects
+// written there, goes to a lightly used block group instead of the
+// repository's own. On ext4 without a journal, allocating an inode scans
+// past every inode of the group freed in the last minute (five while its
+// inode table block is dirty), so writing objects into the group a prune or
+// `rm -rf` of another repository has just emptied costs ~0.3 ms per object,
+// more than the rest of writing it. The flag changes nothing else; any
+// error (another filesystem, not the directory's owner) is ignored.
+func (r *Repo) spreadStaging() {
+	fd, err := unix.Openat(r.dfd, "tmp", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	var st unix.Statfs_t
+	if unix.Fstatfs(fd, &st) != nil || st.Type != unix.EXT4_SUPER_MAGIC {
+		return
+	}
+	flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	if err != nil || flags&fsTopdirFl != 0 {
+		return
+	}
+	unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(flags|fsTopdirFl))
 }
 
 // Repo returns the transaction's repository.
