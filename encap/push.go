@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/ocitree/ocitree/oci"
@@ -303,7 +304,7 @@ func recompressLayer(ctx context.Context, repo *ostree.Repo, w oci.Writer, layou
 func withoutChunkedAnnotations(a map[string]string) map[string]string {
 	var out map[string]string
 	for k, v := range a {
-		if len(k) > len("io.github.containers.") && k[:len("io.github.containers.")] == "io.github.containers." {
+		if strings.HasPrefix(k, "io.github.containers.") {
 			continue
 		}
 		if out == nil {
