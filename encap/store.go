@@ -34,7 +34,7 @@ const (
 var gcRootPrefixes = []string{"ostree/0/", "ostree/1/", "rpmostree/base/", BaseImageRefPrefix}
 
 // DefaultPullParallelism is how many ostree layers PullImage fetches at once.
-const DefaultPullParallelism = 2
+const DefaultPullParallelism = 3
 
 // PullOptions control PullImage.
 type PullOptions struct {

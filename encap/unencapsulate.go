@@ -1,6 +1,7 @@
 package encap
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -139,6 +140,9 @@ func Unencapsulate(ctx context.Context, repo *ostree.Repo, r oci.Reader, ref str
 }
 
 func decompressor(r io.Reader, mediaType string) (io.ReadCloser, error) {
+	// Large reads through the digest verifier and hashers below; the
+	// decompressors use a ByteReader as it is.
+	r = bufio.NewReaderSize(r, 1<<20)
 	switch {
 	case strings.HasSuffix(mediaType, "+gzip"), strings.HasSuffix(mediaType, ".tar.gzip"), mediaType == "application/vnd.docker.image.rootfs.diff.tar.gzip":
 		zr, err := gzip.NewReader(r)
