@@ -74,25 +74,9 @@ func payloadName(i int) string { return fmt.Sprintf("%08d", i) }
 // content objects of a derived layer's payloads in tar order (nil for an
 // ostree layer).
 func writeLayerRecord(txn *ostree.Txn, kind string, desc *blobDesc, info *blobInfo, split []byte, payloads []ostree.Checksum) (ostree.Checksum, error) {
-	var zero ostree.Checksum
-	mb, err := (&ostree.DirMeta{UID: 0, GID: 0, Mode: 0o40755}).Encode()
-	if err != nil {
-		return zero, err
-	}
-	meta, err := txn.WriteMetadata(ostree.ObjDirMeta, mb)
-	if err != nil {
-		return zero, err
-	}
-	root := ostree.NewMutableTree()
-	root.SetMeta(meta)
-	for i, c := range payloads {
-		if err := root.SetFile(payloadName(i), c); err != nil {
-			return zero, err
-		}
-	}
-	tree, err := txn.WriteTree(root)
-	if err != nil {
-		return zero, err
+	names := make([]string, len(payloads))
+	for i := range payloads {
+		names[i] = payloadName(i)
 	}
 	md := ostree.Metadata{
 		{Key: recordMetaKind, Value: ostree.StringVariant(kind)},
@@ -102,11 +86,7 @@ func writeLayerRecord(txn *ostree.Txn, kind string, desc *blobDesc, info *blobIn
 		{Key: recordMetaPrefix, Value: ostree.StringVariant(info.Prefix)},
 		{Key: recordMetaTarSplit, Value: gvariant.Variant{Type: "ay", Value: split}},
 	}
-	cb, err := (&ostree.Commit{RootTree: tree, RootMeta: meta, Metadata: md}).Encode()
-	if err != nil {
-		return zero, err
-	}
-	return txn.WriteMetadata(ostree.ObjCommit, cb)
+	return writeFlatCommit(txn, names, payloads, md)
 }
 
 // blobDesc is what a record says of its blob.

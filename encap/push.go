@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 
@@ -263,37 +261,13 @@ func recompressLayer(ctx context.Context, repo *ostree.Repo, w oci.Writer, layou
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(scratchDir(), "ocitree-push-*")
-	if err != nil {
-		return fmt.Errorf("creating a scratch file for the layer: %w", err)
-	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	h := sha256.New()
-	counter := &countingWriter{w: io.MultiWriter(f, h)}
-	cw, err := newCompressor(counter, comp)
+	desc, _, err := writeLayer(ctx, w, func(bw io.Writer) error {
+		return assembleTar(bw, rec.TarSplit, rec.opener(repo))
+	}, comp, mt)
 	if err != nil {
 		return err
 	}
-	bw := bufio.NewWriterSize(cw, 256<<10)
-	err = assembleTar(bw, rec.TarSplit, rec.opener(repo))
-	if err == nil {
-		err = bw.Flush()
-	}
-	if cerr := cw.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		_, err = f.Seek(0, io.SeekStart)
-	}
-	if err != nil {
-		return err
-	}
-	old := layout.Manifest.Layers[i]
-	desc := v1.Descriptor{MediaType: mt, Digest: sha256Digest(h), Size: counter.n, Annotations: mergeAnnotations(withoutChunkedAnnotations(old.Annotations), layerAnnotations(cw))}
-	if _, err := w.PutBlob(ctx, bufio.NewReaderSize(f, 1<<20), desc); err != nil {
-		return err
-	}
+	desc.Annotations = mergeAnnotations(withoutChunkedAnnotations(layout.Manifest.Layers[i].Annotations), desc.Annotations)
 	layout.Manifest.Layers[i] = desc
 	*out = PushLayer{Digest: desc.Digest, Recompressed: true, Why: why}
 	return nil

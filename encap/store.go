@@ -520,6 +520,18 @@ func writeOstreeRecord(txn *ostree.Txn, l *layerState, rec *splitRecorder, info 
 // root dirmeta 0/0/040755 without xattrs, no parent, subject, body or
 // metadata, timestamp 0.
 func writeObjectSetCommit(txn *ostree.Txn, objs []ostree.Checksum) (ostree.Checksum, error) {
+	names := make([]string, len(objs))
+	for i, o := range objs {
+		names[i] = o.String()
+	}
+	return writeFlatCommit(txn, names, objs, nil)
+}
+
+// writeFlatCommit writes a commit without parent, subject or body, at
+// timestamp 0, whose root (dirmeta 0/0/040755, no xattrs) holds the files
+// names[i] -> objs[i] and nothing else: the shape of object-set commits and
+// of layer records.
+func writeFlatCommit(txn *ostree.Txn, names []string, objs []ostree.Checksum, md ostree.Metadata) (ostree.Checksum, error) {
 	var zero ostree.Checksum
 	mb, err := (&ostree.DirMeta{UID: 0, GID: 0, Mode: 0o40755}).Encode()
 	if err != nil {
@@ -531,8 +543,8 @@ func writeObjectSetCommit(txn *ostree.Txn, objs []ostree.Checksum) (ostree.Check
 	}
 	root := ostree.NewMutableTree()
 	root.SetMeta(meta)
-	for _, o := range objs {
-		if err := root.SetFile(o.String(), o); err != nil {
+	for i, o := range objs {
+		if err := root.SetFile(names[i], o); err != nil {
 			return zero, err
 		}
 	}
@@ -540,7 +552,7 @@ func writeObjectSetCommit(txn *ostree.Txn, objs []ostree.Checksum) (ostree.Check
 	if err != nil {
 		return zero, err
 	}
-	cb, err := (&ostree.Commit{RootTree: tree, RootMeta: meta}).Encode()
+	cb, err := (&ostree.Commit{RootTree: tree, RootMeta: meta, Metadata: md}).Encode()
 	if err != nil {
 		return zero, err
 	}
