@@ -202,67 +202,164 @@ func TestMergeAgainstLibostree(t *testing.T) {
 }
 
 // TestMergeSymlinkedParentInTarget: the new defaults turned a directory into a symlink
-// pointing out of the deployment, and a file below it was edited locally. libostree
-// follows the symlink and writes the file (and sub's mode) outside (pinned
-// here); Merge refuses and changes nothing, neither in the target nor outside.
+// pointing out of the deployment, and a file below it was edited or deleted locally.
+// libostree follows the symlink and writes (or deletes) the file outside, and gives the
+// outside directory sub's mode (pinned here); Merge refuses and changes nothing, neither
+// in the target nor outside.
 func TestMergeSymlinkedParentInTarget(t *testing.T) {
 	requireOstreeRoot(t)
-	v1 := func(t *testing.T, e string) { mkdir(t, e+"/sub", 0o755); wfile(t, e+"/sub/f.conf", "f\n", 0o644) }
-	// Only the file changes: had sub's own mode changed too, sub would be a modified
-	// directory and both would replace the symlink by a copy of it.
-	edit := func(t *testing.T, e string) { wfile(t, e+"/sub/f.conf", "local\n", 0o644) }
+	v1 := func(t *testing.T, e string) {
+		mkdir(t, e+"/sub", 0o755)
+		wfile(t, e+"/sub/f.conf", "f\n", 0o644)
+	}
 	v2 := func(t *testing.T, e, outside string) { symlink(t, outside, e+"/sub") }
-
-	t.Run("ours", func(t *testing.T) {
+	// prepare fills the outside directory: mode 0711 and a victim file.
+	prepare := func(t *testing.T) string {
 		outside := t.TempDir()
 		chmod(t, outside, 0o711)
-		dir := t.TempDir()
-		orig, mod, target := dir+"/orig", dir+"/modified", dir+"/target"
-		for _, d := range []string{orig, mod, target} {
-			mkdir(t, d, 0o755)
-		}
-		v1(t, orig)
-		v1(t, mod)
-		edit(t, mod)
-		v2(t, target, outside)
-		before := snapshot(t, target)
-		_, err := Merge(orig, mod, target)
-		if !errors.Is(err, ErrNotDirectory) {
-			t.Fatalf("Merge: got %v, want ErrNotDirectory", err)
-		}
-		if ents, _ := os.ReadDir(outside); len(ents) != 0 {
-			t.Fatalf("Merge wrote outside the target: %v", ents)
-		}
-		has(t, outside, ".", "dir 0711")
-		if d := diffSnapshots(before, snapshot(t, target), "before", "after"); d != "" {
-			t.Errorf("a refused merge changed the target:\n%s", d)
-		}
-	})
+		wfile(t, outside+"/f.conf", "victim\n", 0o644)
+		return outside
+	}
+	for _, sc := range []struct {
+		name string
+		// Only the file changes: had sub's own mode changed too, sub would be a
+		// modified directory and both would replace the symlink by a copy of it.
+		edit func(t *testing.T, e string)
+		// libostree's effect outside.
+		libOutside func(t *testing.T, outside string)
+	}{
+		{
+			name: "edited",
+			edit: func(t *testing.T, e string) { wfile(t, e+"/sub/f.conf", "local\n", 0o644) },
+			libOutside: func(t *testing.T, outside string) {
+				has(t, outside, "f.conf", `"local\n" 0644`)
+				has(t, outside, ".", "dir 0755") // sub's mode
+			},
+		},
+		{
+			name: "deleted",
+			edit: func(t *testing.T, e string) { rmrf(t, e+"/sub/f.conf") },
+			libOutside: func(t *testing.T, outside string) {
+				absent(t, outside, "f.conf")
+			},
+		},
+	} {
+		t.Run(sc.name+"/ours", func(t *testing.T) {
+			outside := prepare(t)
+			want := snapshot(t, outside)
+			dir := t.TempDir()
+			orig, mod, target := dir+"/orig", dir+"/modified", dir+"/target"
+			for _, d := range []string{orig, mod, target} {
+				mkdir(t, d, 0o755)
+			}
+			v1(t, orig)
+			v1(t, mod)
+			sc.edit(t, mod)
+			v2(t, target, outside)
+			before := snapshot(t, target)
+			_, err := Merge(orig, mod, target)
+			if !errors.Is(err, ErrNotDirectory) {
+				t.Fatalf("Merge: got %v, want ErrNotDirectory", err)
+			}
+			t.Logf("refused: %v", err)
+			if d := diffSnapshots(want, snapshot(t, outside), "before", "after"); d != "" {
+				t.Errorf("Merge changed the directory outside:\n%s", d)
+			}
+			has(t, outside, ".", "dir 0711")
+			if d := diffSnapshots(before, snapshot(t, target), "before", "after"); d != "" {
+				t.Errorf("a refused merge changed the target:\n%s", d)
+			}
+		})
+		t.Run(sc.name+"/libostree", func(t *testing.T) {
+			outside := prepare(t)
+			s := newOstreeSysroot(t, "test")
+			t1 := filepath.Join(t.TempDir(), "v1")
+			writeBootableTree(t, t1)
+			v1(t, t1+"/usr/etc")
+			s.commit(t, "v1", t1)
+			d1, err := s.deploy("v1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc.edit(t, d1+"/etc")
+			t2 := filepath.Join(t.TempDir(), "v2")
+			writeBootableTree(t, t2)
+			v2(t, t2+"/usr/etc", outside)
+			s.commit(t, "v2", t2)
+			d2, err := s.deploy("v2")
+			if err != nil {
+				t.Fatalf("libostree refused (the pinned behaviour is that it follows the symlink): %v", err)
+			}
+			has(t, d2+"/etc", "sub", "symlink -> "+outside)
+			sc.libOutside(t, outside)
+		})
+	}
+}
 
-	t.Run("libostree", func(t *testing.T) {
-		outside := t.TempDir()
-		chmod(t, outside, 0o711)
-		s := newOstreeSysroot(t, "test")
-		t1 := filepath.Join(t.TempDir(), "v1")
-		writeBootableTree(t, t1)
-		v1(t, t1+"/usr/etc")
-		s.commit(t, "v1", t1)
-		d1, err := s.deploy("v1")
-		if err != nil {
+// TestMergeNeverWritesSharedInodes: every file of the target is a hardlink of a file
+// elsewhere (as a careless checkout of a repository would make); after the merge the
+// other names still have their old content, mode, owner and xattrs.
+func TestMergeNeverWritesSharedInodes(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root (CI=true makes this a failure)")
+		}
+		t.Skip("needs root")
+	}
+	dir := t.TempDir()
+	orig, mod, target, repo := dir+"/orig", dir+"/modified", dir+"/target", dir+"/repo"
+	for _, d := range []string{orig, mod, target, repo} {
+		mkdir(t, d, 0o755)
+	}
+	for _, e := range []string{orig, mod} {
+		wfile(t, e+"/a.conf", "a\n", 0o644)
+		wfile(t, e+"/d/b.conf", "b\n", 0o644)
+	}
+	wfile(t, mod+"/a.conf", "local a\n", 0o600)
+	setxattr(t, mod+"/a.conf", "user.x", "1")
+	lchown(t, mod+"/d/b.conf", 1000, 1000)
+	wfile(t, repo+"/a", "repo a\n", 0o644)
+	wfile(t, repo+"/b", "repo b\n", 0o644)
+	mkdir(t, target+"/d", 0o755)
+	for from, to := range map[string]string{repo + "/a": target + "/a.conf", repo + "/b": target + "/d/b.conf"} {
+		if err := os.Link(from, to); err != nil {
 			t.Fatal(err)
 		}
-		edit(t, d1+"/etc")
-		t2 := filepath.Join(t.TempDir(), "v2")
-		writeBootableTree(t, t2)
-		v2(t, t2+"/usr/etc", outside)
-		s.commit(t, "v2", t2)
-		d2, err := s.deploy("v2")
-		if err != nil {
-			t.Fatalf("libostree refused (the pinned behaviour is that it follows the symlink): %v", err)
-		}
-		has(t, d2+"/etc", "sub", "symlink -> "+outside)
-		// libostree wrote through the symlink, out of the deployment.
-		has(t, outside, "f.conf", `"local\n" 0644`)
-		has(t, outside, ".", "dir 0755") // and gave it the mode of sub
-	})
+	}
+	want := snapshot(t, repo)
+	if _, err := Merge(orig, mod, target); err != nil {
+		t.Fatal(err)
+	}
+	if d := diffSnapshots(want, snapshot(t, repo), "before", "after"); d != "" {
+		t.Errorf("the merge wrote into inodes shared with the repository:\n%s", d)
+	}
+	has(t, target, "a.conf", `"local a\n" 0600 0:0 [user.x="1"]`)
+	has(t, target, "d/b.conf", `"b\n" 0644 1000:1000`)
+}
+
+// TestRootsAreNotFollowed: the three directories given to Merge and Diff must not be
+// symlinks themselves.
+func TestRootsAreNotFollowed(t *testing.T) {
+	dir := t.TempDir()
+	mkdir(t, dir+"/real", 0o755)
+	symlink(t, "real", dir+"/link")
+	if _, err := Diff(dir+"/link", dir+"/real"); err == nil {
+		t.Error("Diff followed a symlinked orig")
+	}
+	if _, err := Diff(dir+"/real", dir+"/link"); err == nil {
+		t.Error("Diff followed a symlinked modified")
+	}
+	if _, err := Merge(dir+"/real", dir+"/real", dir+"/link"); err == nil || !strings.Contains(err.Error(), dir+"/link") {
+		t.Errorf("Merge into a symlinked target: got %v, want an error naming it", err)
+	}
+}
+
+// TestFormat pins the line format of `ostree admin config-diff` (letter, four spaces,
+// path; M, then D, then A) independently of the sysroot tests.
+func TestFormat(t *testing.T) {
+	got := formatted(t, []Change{{Added, "a"}, {Modified, "b/c"}, {Removed, "c"}, {Added, "d"}, {Modified, "e"}})
+	want := "M    b/c\nM    e\nD    c\nA    a\nA    d\n"
+	if got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
 }

@@ -14,7 +14,7 @@ import (
 
 // Merge carries the local changes (Diff(orig, modified)) into target (the new deployment's
 // etc, already a copy of its usr/etc), exactly as libostree's merge_configuration_from,
-// and returns them.
+// and returns them (also with an error, unless the diff itself failed).
 //
 // In that order: every removed path is deleted from target (whatever target has there);
 // every modified, then every added path is copied from modified into target, replacing
@@ -30,9 +30,10 @@ import (
 // Merge refuses, before changing anything in target:
 //   - a modified or added non-directory where target has a directory ("Modified config
 //     file newly defaults to directory", libostree's error);
-//   - a change below a path that target has as a non-directory (libostree fails there
-//     too) or as a symlink (libostree follows it, possibly out of the deployment; Merge
-//     never follows symlinks).
+//   - a change (also a removal) below a path that target has as a non-directory
+//     (libostree fails there too) or as a symlink (libostree follows it, possibly out of
+//     the deployment, and writes or deletes there; Merge never follows symlinks);
+//   - a socket, FIFO or device inside a directory it would copy.
 func Merge(orig, modified, target string) ([]Change, error) {
 	changes, err := Diff(orig, modified)
 	if err != nil {
