@@ -406,5 +406,51 @@ func etcCases() []etcCase {
 				has(t, e, "seldir/in.conf", `"in\n" 0644 0:0 [trusted.t="2"]`)
 			},
 		},
+		{
+			// A directory whose own mode changed is "modified"; when the new defaults
+			// dropped it, it is copied whole, so its unchanged files come back too.
+			name: "27-modified-dir-dropped-by-new-copied-whole",
+			v1: func(t *testing.T, e string) {
+				keep(t, e)
+				mkdir(t, e+"/cd", 0o755)
+				wfile(t, e+"/cd/a.conf", "a\n", 0o644)
+				wfile(t, e+"/cd/sub/b.conf", "b\n", 0o644)
+			},
+			edit: func(t *testing.T, e string) { chmod(t, e+"/cd", 0o700) },
+			v2:   keep,
+			diff: "M    cd\n",
+			check: func(t *testing.T, e string) {
+				has(t, e, "cd", "dir 0700 0:0")
+				has(t, e, "cd/a.conf", `"a\n" 0644`)
+				has(t, e, "cd/sub", "dir 0755")
+				has(t, e, "cd/sub/b.conf", `"b\n" 0644`)
+			},
+		},
+		{
+			// Both added the same directory: the new defaults' directory is kept ("do
+			// nothing" for nd itself) and the local files are copied into it one by one;
+			// each copy gives nd the local owner and mode again (a parent always gets
+			// its attributes from modified), so nd ends up 0700 after all.
+			name: "28-added-dir-also-added-by-new",
+			v1:   keep,
+			edit: func(t *testing.T, e string) {
+				mkdir(t, e+"/nd", 0o700)
+				wfile(t, e+"/nd/x.conf", "local x\n", 0o644)
+				wfile(t, e+"/nd/y.conf", "local y\n", 0o644)
+			},
+			v2: func(t *testing.T, e string) {
+				keep(t, e)
+				mkdir(t, e+"/nd", 0o755)
+				wfile(t, e+"/nd/x.conf", "new x\n", 0o644)
+				wfile(t, e+"/nd/z.conf", "new z\n", 0o644)
+			},
+			diff: "A    nd\nA    nd/x.conf\nA    nd/y.conf\n",
+			check: func(t *testing.T, e string) {
+				has(t, e, "nd", "dir 0700")
+				has(t, e, "nd/x.conf", `"local x\n"`)
+				has(t, e, "nd/y.conf", `"local y\n"`)
+				has(t, e, "nd/z.conf", `"new z\n"`)
+			},
+		},
 	}
 }
