@@ -96,6 +96,23 @@ func Format(w io.Writer, changes []Change) error {
 	return nil
 }
 
+// Summary is the line libostree prints (and logs to the journal) before it applies the
+// changes: "Copying /etc changes: 1 modified, 0 removed, 2 added".
+func Summary(changes []Change) string {
+	var n [3]int
+	for _, c := range changes {
+		switch c.Kind {
+		case Modified:
+			n[0]++
+		case Removed:
+			n[1]++
+		case Added:
+			n[2]++
+		}
+	}
+	return fmt.Sprintf("Copying /etc changes: %d modified, %d removed, %d added", n[0], n[1], n[2])
+}
+
 // openRoot opens a directory given by path for fd-relative work; a final symlink is refused.
 func openRoot(path string) (int, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)

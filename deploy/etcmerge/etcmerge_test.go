@@ -160,6 +160,9 @@ func TestMergeAgainstLibostree(t *testing.T) {
 			c.v2(t, t2+"/usr/etc")
 			s.commit(t, "v2", t2)
 			d2, libErr := s.deploy("v2")
+			if want := Summary(ours) + "\n"; !strings.HasPrefix(s.DeployOutput, want) {
+				t.Errorf("ostree admin deploy printed %q, want it to start with %q", s.DeployOutput, want)
+			}
 
 			// libostree's unmerged copy of v2's usr/etc, made by a --no-merge deploy.
 			n2, err := s.deploy("v2", "--no-merge")

@@ -51,6 +51,9 @@ type ostreeSysroot struct {
 	Dir  string // the sysroot
 	OS   string // the stateroot
 	Repo string // Dir/ostree/repo
+	// DeployOutput is the stdout of the last deploy (e.g. libostree's
+	// "Copying /etc changes: …" line).
+	DeployOutput string
 }
 
 // runOstree runs the ostree CLI and returns its stdout; the error includes stderr.
@@ -163,7 +166,9 @@ func (s *ostreeSysroot) deploy(refspec string, extra ...string) (string, error) 
 		return "", err
 	}
 	args := append([]string{"admin", "deploy", "--sysroot", s.Dir, "--os", s.OS, "--retain"}, extra...)
-	if _, err := runOstree(append(args, refspec)...); err != nil {
+	out, err := runOstree(append(args, refspec)...)
+	s.DeployOutput = out
+	if err != nil {
 		return "", err
 	}
 	after, err := s.deploymentDirs()
