@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/ocitree/ocitree/internal/ostreetest"
 )
 
 // formatted is Format's output as a string.
@@ -129,15 +131,15 @@ func TestMergeCases(t *testing.T) {
 //     the input of the merge; run Merge(d1/usr/etc, d1/etc, that etc);
 //  5. compare, and run the case's check on both results. Error cases: both must refuse.
 func TestMergeAgainstLibostree(t *testing.T) {
-	requireOstreeRoot(t)
+	ostreetest.Require(t)
 	for _, c := range etcCases() {
 		t.Run(c.name, func(t *testing.T) {
-			s := newOstreeSysroot(t, "test")
+			s := ostreetest.NewSysroot(t, "test")
 			t1 := filepath.Join(t.TempDir(), "v1")
-			writeBootableTree(t, t1)
+			ostreetest.WriteBootableTree(t, t1)
 			c.v1(t, t1+"/usr/etc")
-			s.commit(t, "v1", t1)
-			d1, err := s.deploy("v1")
+			s.Commit(t, "v1", t1)
+			d1, err := s.Deploy("v1")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -147,7 +149,7 @@ func TestMergeAgainstLibostree(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			lib := s.configDiff(t)
+			lib := s.ConfigDiff(t)
 			if got, want := formatted(t, ours), normalizeConfigDiff(t, lib); got != want {
 				t.Errorf("Diff+Format differs from ostree admin config-diff:\nours:\n%s\nostree (sorted within groups):\n%s", got, want)
 			}
@@ -156,16 +158,16 @@ func TestMergeAgainstLibostree(t *testing.T) {
 			}
 
 			t2 := filepath.Join(t.TempDir(), "v2")
-			writeBootableTree(t, t2)
+			ostreetest.WriteBootableTree(t, t2)
 			c.v2(t, t2+"/usr/etc")
-			s.commit(t, "v2", t2)
-			d2, libErr := s.deploy("v2")
+			s.Commit(t, "v2", t2)
+			d2, libErr := s.Deploy("v2")
 			if want := Summary(ours) + "\n"; !strings.HasPrefix(s.DeployOutput, want) {
 				t.Errorf("ostree admin deploy printed %q, want it to start with %q", s.DeployOutput, want)
 			}
 
 			// libostree's unmerged copy of v2's usr/etc, made by a --no-merge deploy.
-			n2, err := s.deploy("v2", "--no-merge")
+			n2, err := s.Deploy("v2", "--no-merge")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -210,7 +212,7 @@ func TestMergeAgainstLibostree(t *testing.T) {
 // outside directory sub's mode (pinned here); Merge refuses and changes nothing, neither
 // in the target nor outside.
 func TestMergeSymlinkedParentInTarget(t *testing.T) {
-	requireOstreeRoot(t)
+	ostreetest.Require(t)
 	v1 := func(t *testing.T, e string) {
 		mkdir(t, e+"/sub", 0o755)
 		wfile(t, e+"/sub/f.conf", "f\n", 0o644)
@@ -275,21 +277,21 @@ func TestMergeSymlinkedParentInTarget(t *testing.T) {
 		})
 		t.Run(sc.name+"/libostree", func(t *testing.T) {
 			outside := prepare(t)
-			s := newOstreeSysroot(t, "test")
+			s := ostreetest.NewSysroot(t, "test")
 			t1 := filepath.Join(t.TempDir(), "v1")
-			writeBootableTree(t, t1)
+			ostreetest.WriteBootableTree(t, t1)
 			v1(t, t1+"/usr/etc")
-			s.commit(t, "v1", t1)
-			d1, err := s.deploy("v1")
+			s.Commit(t, "v1", t1)
+			d1, err := s.Deploy("v1")
 			if err != nil {
 				t.Fatal(err)
 			}
 			sc.edit(t, d1+"/etc")
 			t2 := filepath.Join(t.TempDir(), "v2")
-			writeBootableTree(t, t2)
+			ostreetest.WriteBootableTree(t, t2)
 			v2(t, t2+"/usr/etc", outside)
-			s.commit(t, "v2", t2)
-			d2, err := s.deploy("v2")
+			s.Commit(t, "v2", t2)
+			d2, err := s.Deploy("v2")
 			if err != nil {
 				t.Fatalf("libostree refused (the pinned behaviour is that it follows the symlink): %v", err)
 			}

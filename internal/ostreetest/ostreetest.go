@@ -1,18 +1,19 @@
-package etcmerge
-
-// Helpers that build real sysroots with the stock `ostree` CLI (2022.7), for tests that
-// compare our host code with libostree in the same run. They only drive the ostree CLI
-// and read files; nothing here uses our own code, so they are safe to reuse (copy this
-// file, or move it to a shared test package) for deploy/boot tests:
+// Package ostreetest builds real sysroots with the stock `ostree` CLI (2022.7) for tests
+// that compare our host code with libostree in the same run. It only drives the ostree
+// CLI and reads files; nothing here uses ocitree's own code, so its results are fit to be
+// goldens. Typical use:
 //
-//	requireOstreeRoot(t)                  // skip, or fail under CI=true, without ostree or root
-//	s := newOstreeSysroot(t, "test")      // init-fs + os-init into t.TempDir()
-//	tree := t.TempDir(); writeBootableTree(t, tree); ...fill tree/usr/etc...
-//	s.commit(t, "v1", tree)               // returns the commit checksum
-//	d1, err := s.deploy("v1")             // runs `ostree admin deploy --retain`, returns the new deployment dir
-//	out := s.configDiff(t)                // `ostree admin config-diff --os`
+//	ostreetest.Require(t)                  // skip, or fail under CI=true, without ostree or root
+//	s := ostreetest.NewSysroot(t, "test")  // init-fs + os-init into t.TempDir()
+//	tree := t.TempDir(); ostreetest.WriteBootableTree(t, tree); ...fill tree/usr/etc...
+//	s.Commit(t, "v1", tree)                // returns the commit checksum
+//	d1, err := s.Deploy("v1")              // `ostree admin deploy --retain`, returns the new deployment dir
+//	out := s.ConfigDiff(t)                 // `ostree admin config-diff --os`
 //
 // A deployment directory is ostree/deploy/$OS/deploy/$CSUM.$SERIAL below the sysroot.
+// The sysroot lives in t.TempDir(); its deployments' immutable bits are cleared before
+// the temp dir is removed.
+package ostreetest
 
 import (
 	"bytes"
@@ -27,9 +28,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// requireOstreeRoot skips the test (fails it with CI=true) unless the ostree CLI is on
+// Require skips the test (fails it with CI=true) unless the ostree CLI is on
 // PATH and the test runs as root (deployments have root-owned files).
-func requireOstreeRoot(t *testing.T) {
+func Require(t *testing.T) {
 	t.Helper()
 	ci := os.Getenv("CI") == "true"
 	if _, err := exec.LookPath("ostree"); err != nil {
@@ -46,8 +47,8 @@ func requireOstreeRoot(t *testing.T) {
 	}
 }
 
-// ostreeSysroot is a sysroot made by the real ostree CLI.
-type ostreeSysroot struct {
+// Sysroot is a sysroot made by the real ostree CLI.
+type Sysroot struct {
 	Dir  string // the sysroot
 	OS   string // the stateroot
 	Repo string // Dir/ostree/repo
@@ -56,8 +57,8 @@ type ostreeSysroot struct {
 	DeployOutput string
 }
 
-// runOstree runs the ostree CLI and returns its stdout; the error includes stderr.
-func runOstree(args ...string) (string, error) {
+// Run runs the ostree CLI and returns its stdout; the error includes stderr.
+func Run(args ...string) (string, error) {
 	cmd := exec.Command("ostree", args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -67,33 +68,34 @@ func runOstree(args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
-func mustOstree(t *testing.T, args ...string) string {
+// MustRun is Run that fails the test on error.
+func MustRun(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := runOstree(args...)
+	out, err := Run(args...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out
 }
 
-// newOstreeSysroot creates an empty sysroot with stateroot osname in a fresh temp dir
+// NewSysroot creates an empty sysroot with stateroot osname in a fresh temp dir
 // (`ostree admin init-fs`, `ostree admin os-init`).
-func newOstreeSysroot(t *testing.T, osname string) *ostreeSysroot {
+func NewSysroot(t *testing.T, osname string) *Sysroot {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "sysroot")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	// Runs before t.TempDir's removal: deployment roots carry the immutable bit.
-	t.Cleanup(func() { clearImmutable(t, dir) })
-	mustOstree(t, "admin", "init-fs", dir)
-	mustOstree(t, "admin", "os-init", "--sysroot", dir, osname)
-	return &ostreeSysroot{Dir: dir, OS: osname, Repo: filepath.Join(dir, "ostree", "repo")}
+	t.Cleanup(func() { ClearImmutable(t, dir) })
+	MustRun(t, "admin", "init-fs", dir)
+	MustRun(t, "admin", "os-init", "--sysroot", dir, osname)
+	return &Sysroot{Dir: dir, OS: osname, Repo: filepath.Join(dir, "ostree", "repo")}
 }
 
-// clearImmutable clears FS_IMMUTABLE_FL on every deployment root of the sysroot, so
+// ClearImmutable clears FS_IMMUTABLE_FL on every deployment root of the sysroot, so
 // that the test's temp dir can be removed.
-func clearImmutable(t *testing.T, sysroot string) {
+func ClearImmutable(t *testing.T, sysroot string) {
 	roots, _ := filepath.Glob(filepath.Join(sysroot, "ostree", "deploy", "*", "deploy", "*"))
 	for _, r := range roots {
 		fd, err := unix.Open(r, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -109,9 +111,9 @@ func clearImmutable(t *testing.T, sysroot string) {
 	}
 }
 
-// writeBootableTree puts what `ostree admin deploy` needs into tree: a kernel at
+// WriteBootableTree puts what `ostree admin deploy` needs into tree: a kernel at
 // usr/lib/modules/5.10.0-test/vmlinuz, usr/lib/os-release and an empty usr/etc.
-func writeBootableTree(t *testing.T, tree string) {
+func WriteBootableTree(t *testing.T, tree string) {
 	t.Helper()
 	for _, d := range []string{"usr/lib/modules/5.10.0-test", "usr/etc"} {
 		if err := os.MkdirAll(filepath.Join(tree, d), 0o755); err != nil {
@@ -128,16 +130,16 @@ func writeBootableTree(t *testing.T, tree string) {
 	}
 }
 
-// commit commits the directory tree to branch (`ostree commit --tree=dir=`) and returns
+// Commit commits the directory tree to branch (`ostree commit --tree=dir=`) and returns
 // the commit checksum.
-func (s *ostreeSysroot) commit(t *testing.T, branch, tree string) string {
+func (s *Sysroot) Commit(t *testing.T, branch, tree string) string {
 	t.Helper()
-	out := mustOstree(t, "--repo="+s.Repo, "commit", "-b", branch, "--tree=dir="+tree, "-s", branch)
+	out := MustRun(t, "--repo="+s.Repo, "commit", "-b", branch, "--tree=dir="+tree, "-s", branch)
 	return strings.TrimSpace(out)
 }
 
-// deploymentDirs lists the complete deployment directories of the stateroot.
-func (s *ostreeSysroot) deploymentDirs() (map[string]bool, error) {
+// DeploymentDirs lists the complete deployment directories of the stateroot.
+func (s *Sysroot) DeploymentDirs() (map[string]bool, error) {
 	ents, err := os.ReadDir(filepath.Join(s.Dir, "ostree", "deploy", s.OS, "deploy"))
 	if err != nil && !os.IsNotExist(err) {
 		return nil, err
@@ -157,21 +159,21 @@ func (s *ostreeSysroot) deploymentDirs() (map[string]bool, error) {
 	return m, nil
 }
 
-// deploy runs `ostree admin deploy --retain --os OS [extra...] refspec` and returns the
+// Deploy runs `ostree admin deploy --retain --os OS [extra...] refspec` and returns the
 // directory of the new deployment. The merge deployment is the first one of the
 // stateroot (the sysroot is not booted); pass "--no-merge" in extra to skip the /etc merge.
-func (s *ostreeSysroot) deploy(refspec string, extra ...string) (string, error) {
-	before, err := s.deploymentDirs()
+func (s *Sysroot) Deploy(refspec string, extra ...string) (string, error) {
+	before, err := s.DeploymentDirs()
 	if err != nil {
 		return "", err
 	}
 	args := append([]string{"admin", "deploy", "--sysroot", s.Dir, "--os", s.OS, "--retain"}, extra...)
-	out, err := runOstree(append(args, refspec)...)
+	out, err := Run(append(args, refspec)...)
 	s.DeployOutput = out
 	if err != nil {
 		return "", err
 	}
-	after, err := s.deploymentDirs()
+	after, err := s.DeploymentDirs()
 	if err != nil {
 		return "", err
 	}
@@ -188,11 +190,11 @@ func (s *ostreeSysroot) deploy(refspec string, extra ...string) (string, error) 
 	return filepath.Join(s.Dir, "ostree", "deploy", s.OS, "deploy", added[0]), nil
 }
 
-// configDiff runs `ostree admin config-diff --os OS` (works on a sysroot that is not
+// ConfigDiff runs `ostree admin config-diff --os OS` (works on a sysroot that is not
 // booted: it diffs the merge deployment, i.e. the first deployment of OS).
-func (s *ostreeSysroot) configDiff(t *testing.T) string {
+func (s *Sysroot) ConfigDiff(t *testing.T) string {
 	t.Helper()
-	return mustOstree(t, "admin", "config-diff", "--sysroot", s.Dir, "--os", s.OS)
+	return MustRun(t, "admin", "config-diff", "--sysroot", s.Dir, "--os", s.OS)
 }
 
 // fsImmutableFL is FS_IMMUTABLE_FL of linux/fs.h.
