@@ -27,7 +27,8 @@ import (
 // and devices are skipped at the top level of a change; inside a copied directory they
 // are an error, as in libostree.
 //
-// Merge refuses, before changing anything in target:
+// Merge refuses, before changing anything in target (libostree fails half-way, after it
+// has applied the changes that came before; it discards the deployment either way):
 //   - a modified or added non-directory where target has a directory ("Modified config
 //     file newly defaults to directory", libostree's error);
 //   - a change (also a removal) below a path that target has as a non-directory
