@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/ocitree/ocitree/encap"
+	"github.com/ocitree/ocitree/encap/blob"
+	"github.com/ocitree/ocitree/encap/pack"
 	"github.com/ocitree/ocitree/oci"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/spf13/cobra"
@@ -29,15 +31,15 @@ func newEncapsulateCmd() *cobra.Command {
 			if formatVersion != 1 {
 				return usagef("--format-version %d: only 1 (chunked v1) is written so far", formatVersion)
 			}
-			if encap.Compression(compression) == encap.ZstdChunked {
+			if blob.Compression(compression) == blob.ZstdChunked {
 				// The zstd:chunked TOC stores tar mtimes in time.Local;
 				// UTC keeps the image digest independent of the zone.
 				time.Local = time.UTC
 			}
-			opts := encap.Options{MaxLayers: maxLayers, Compression: encap.Compression(compression), ContentMeta: contentmeta,
+			opts := encap.Options{MaxLayers: maxLayers, Compression: blob.Compression(compression), ContentMeta: contentmeta,
 				Labels: map[string]string{}, Warn: func(s string) { fmt.Fprintln(os.Stderr, "warning:", s) }}
-			if maxLayers < encap.MinMaxLayers {
-				return usagef("--max-layers %d: at least %d", maxLayers, encap.MinMaxLayers)
+			if maxLayers < pack.MinMaxLayers {
+				return usagef("--max-layers %d: at least %d", maxLayers, pack.MinMaxLayers)
 			}
 			for _, kv := range labels {
 				k, v, ok := strings.Cut(kv, "=")
@@ -75,7 +77,7 @@ func newEncapsulateCmd() *cobra.Command {
 	}
 	repoFlag(cmd, &repo)
 	f := cmd.Flags()
-	f.IntVar(&maxLayers, "max-layers", encap.DefaultMaxLayers, "most layers in the image, the commit layer included")
+	f.IntVar(&maxLayers, "max-layers", pack.DefaultMaxLayers, "most layers in the image, the commit layer included")
 	f.StringArrayVar(&labels, "label", nil, "add label KEY=VALUE (repeatable)")
 	f.StringVar(&previous, "previous-build", "", `image whose layer layout to keep; default: the destination if it exists; "none" to turn off`)
 	f.StringVar(&compression, "compression", "gzip", "layer compression: gzip, zstd or zstd:chunked")
@@ -87,7 +89,7 @@ func newEncapsulateCmd() *cobra.Command {
 // priorLayout reads the component layout of the previous build: the image
 // named by --previous-build, or else the destination when it already holds
 // an ostree image.
-func priorLayout(ctx context.Context, previous string, dest *oci.Ref) ([]encap.PriorLayer, error) {
+func priorLayout(ctx context.Context, previous string, dest *oci.Ref) ([]pack.PriorLayer, error) {
 	if previous == "none" {
 		return nil, nil
 	}
@@ -113,7 +115,7 @@ func priorLayout(ctx context.Context, previous string, dest *oci.Ref) ([]encap.P
 		}
 		return nil, fmt.Errorf("--previous-build %s: %w", previous, err)
 	}
-	return encap.PriorLayers(ann), nil
+	return pack.PriorLayers(ann), nil
 }
 
 func readLayout(ctx context.Context, ref *oci.Ref) (*encap.ImageLayout, error) {

@@ -1,4 +1,4 @@
-package encap
+package blob
 
 import (
 	"context"
@@ -12,60 +12,78 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// blobPrefixLen is how much of a compressed blob's start is fingerprinted
-// at import (blobInfo.Prefix), so that a push can tell within that many
+// PrefixLen is how much of a compressed blob's start is fingerprinted
+// at import (Info.Prefix), so that a push can tell within that many
 // bytes whether a compressor reproduces the blob.
-const blobPrefixLen = 64 << 10
+const PrefixLen = 64 << 10
 
-// blobOptions control importLayerBlob.
-type blobOptions struct {
-	progress PullProgress
-	// record, when set, records the uncompressed stream (tarsplit.go).
-	record *splitRecorder
+// FetchOptions control Fetch.
+type FetchOptions struct {
+	Progress Progress
+	// Record, when set, wraps the uncompressed stream: the consumer reads
+	// the Recording, which Fetch then finishes (or aborts when the consumer
+	// failed). The image store records a layer's tar-split this way.
+	Record func(io.Reader) Recording
+	// Limits bound the uncompressed stream (DefaultLimits when nil).
+	Limits *Limits
 }
 
-// blobInfo is what importLayerBlob learnt about a blob besides its content.
-type blobInfo struct {
+// A Recording is an uncompressed layer stream seen by a recorder.
+type Recording interface {
+	io.Reader
+	// Finish reads the rest of the stream (the zero padding after the tar)
+	// and completes the recording.
+	Finish() error
+	// Abort ends the recording after the consumer failed with err.
+	Abort(err error)
+}
+
+// Info is what Fetch learnt about a blob besides its content.
+type Info struct {
 	// Prefix is "<n>:<sha256 hex>" of the blob's first n bytes, n =
-	// min(size, blobPrefixLen).
+	// min(size, PrefixLen).
 	Prefix string
 }
 
-// importLayerBlob streams one layer blob through decompression into
+// Fetch streams one layer blob through decompression into
 // consume, and checks the uncompressed bytes against diffID (the blob's
 // digest is checked by r).
-func importLayerBlob(ctx context.Context, r oci.Reader, desc oci.Descriptor, diffID digest.Digest, opts blobOptions, consume func(io.Reader) error) (*blobInfo, error) {
+func Fetch(ctx context.Context, r oci.Reader, desc oci.Descriptor, diffID digest.Digest, opts FetchOptions, consume func(io.Reader) error) (*Info, error) {
 	rc, err := r.Blob(ctx, desc)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	pf := &prefixHasher{r: rc, h: sha256.New(), left: blobPrefixLen}
+	pf := &prefixHasher{r: rc, h: sha256.New(), left: PrefixLen}
 	var blob io.Reader = pf
-	if opts.progress != nil {
-		blob = &progressReader{r: blob, p: opts.progress}
+	if opts.Progress != nil {
+		blob = &progressReader{r: blob, p: opts.Progress}
 	}
-	dr, err := decompressor(blob, desc.MediaType)
+	dr, err := Decompress(blob, desc.MediaType)
 	if err != nil {
 		return nil, err
 	}
 	defer dr.Close()
 	h := sha256.New()
-	var tar io.Reader = io.TeeReader(limitLayer(dr, desc), h)
-	var rec *splitStream
-	if opts.record != nil {
-		rec = opts.record.record(tar)
+	limits := DefaultLimits()
+	if opts.Limits != nil {
+		limits = *opts.Limits
+	}
+	var tar io.Reader = io.TeeReader(limitLayer(dr, desc, limits), h)
+	var rec Recording
+	if opts.Record != nil {
+		rec = opts.Record(tar)
 		tar = rec
 	}
 	if err := consume(tar); err != nil {
 		if rec != nil {
-			rec.abort(err)
+			rec.Abort(err)
 		}
 		return nil, err
 	}
 	// The tar may end before the stream does (zero padding): read the rest.
 	if rec != nil {
-		err = rec.finish()
+		err = rec.Finish()
 	} else {
 		_, err = io.Copy(io.Discard, tar)
 	}
@@ -79,10 +97,10 @@ func importLayerBlob(ctx context.Context, r oci.Reader, desc oci.Descriptor, dif
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != diffID.String() {
 		return nil, fmt.Errorf("diff_id mismatch: uncompressed layer is %s, config says %s", got, diffID)
 	}
-	if opts.progress != nil {
-		opts.progress.LayerDone()
+	if opts.Progress != nil {
+		opts.Progress.LayerDone()
 	}
-	return &blobInfo{Prefix: fmt.Sprintf("%d:%x", pf.n, pf.h.Sum(nil))}, nil
+	return &Info{Prefix: fmt.Sprintf("%d:%x", pf.n, pf.h.Sum(nil))}, nil
 }
 
 // prefixHasher hashes the first bytes read through it.
@@ -103,9 +121,9 @@ func (p *prefixHasher) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// PullProgress receives a pull's progress. Its methods may be called from
+// Progress receives a pull's progress. Its methods may be called from
 // several goroutines at once and must not block for long.
-type PullProgress interface {
+type Progress interface {
 	// Begin is called once before the first fetch with the number of
 	// layers and compressed bytes that will be downloaded.
 	Begin(layers int, bytes int64)
@@ -118,7 +136,7 @@ type PullProgress interface {
 // progressReader reports the bytes read through it.
 type progressReader struct {
 	r io.Reader
-	p PullProgress
+	p Progress
 }
 
 func (pr *progressReader) Read(b []byte) (int, error) {

@@ -1,4 +1,4 @@
-package encap
+package blob
 
 import (
 	"bytes"
@@ -12,48 +12,53 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// Limits on the uncompressed stream of a layer, against decompression bombs. A layer
-// over its limit is refused with an error wrapping ErrLayerTooLarge that names the
-// layer digest and the limit.
-var (
+// Limits bound the uncompressed stream of a layer, against decompression bombs. A
+// layer over its limit is refused with an error wrapping ErrLayerTooLarge that names
+// the layer digest and the limit.
+type Limits struct {
 	// MaxLayerUncompressed bounds the uncompressed size of any layer.
-	MaxLayerUncompressed int64 = 64 << 30
+	MaxLayerUncompressed int64
 	// MaxCompressionRatio bounds the uncompressed size of a compressed layer blob of
 	// known size to this multiple of the blob size (gzip cannot do better than about
-	// 1030:1), but that bound never goes below ratioFloor, so a small layer with a
+	// 1030:1), but that bound never goes below RatioFloor, so a small layer with a
 	// large zero-filled file still passes. 0 turns the ratio bound off.
-	MaxCompressionRatio int64 = 1000
-)
+	MaxCompressionRatio int64
+	// RatioFloor is the smallest bound MaxCompressionRatio gives.
+	RatioFloor int64
+}
 
-// ratioFloor is the smallest bound MaxCompressionRatio gives. A variable for tests.
-var ratioFloor int64 = 1 << 30
+// DefaultLimits are the limits of a fetch whose options set none: 64 GiB, and
+// 1000 times the compressed size but never under 1 GiB.
+func DefaultLimits() Limits {
+	return Limits{MaxLayerUncompressed: 64 << 30, MaxCompressionRatio: 1000, RatioFloor: 1 << 30}
+}
 
 // ErrLayerTooLarge: a layer's uncompressed stream exceeds its limit.
 var ErrLayerTooLarge = errors.New("layer exceeds the uncompressed size limit")
 
 // layerLimit returns the uncompressed size limit of the layer desc and how it was
 // derived.
-func layerLimit(desc oci.Descriptor) (int64, string) {
-	limit, how := MaxLayerUncompressed, "MaxLayerUncompressed"
+func (l Limits) layerLimit(desc oci.Descriptor) (int64, string) {
+	limit, how := l.MaxLayerUncompressed, "MaxLayerUncompressed"
 	compressed := desc.MediaType != v1.MediaTypeImageLayer && desc.MediaType != "application/vnd.docker.image.rootfs.diff.tar"
-	if compressed && desc.Size > 0 && MaxCompressionRatio > 0 {
+	if compressed && desc.Size > 0 && l.MaxCompressionRatio > 0 {
 		r := int64(math.MaxInt64)
-		if desc.Size <= math.MaxInt64/MaxCompressionRatio {
-			r = max(desc.Size*MaxCompressionRatio, ratioFloor)
+		if desc.Size <= math.MaxInt64/l.MaxCompressionRatio {
+			r = max(desc.Size*l.MaxCompressionRatio, l.RatioFloor)
 		}
 		if r < limit {
-			limit, how = r, fmt.Sprintf("%d× its compressed size of %d bytes", MaxCompressionRatio, desc.Size)
+			limit, how = r, fmt.Sprintf("%d× its compressed size of %d bytes", l.MaxCompressionRatio, desc.Size)
 		}
 	}
 	return limit, how
 }
 
 // limitLayer wraps r, the uncompressed stream of the layer desc: a Read fails with
-// ErrLayerTooLarge once the stream passes the layer's limit, or as soon as a tar
+// ErrLayerTooLarge once the stream passes the layer's limit under l, or as soon as a tar
 // header declares an entry whose data would end beyond it (so a bomb is refused
 // before its content is written anywhere).
-func limitLayer(r io.Reader, desc oci.Descriptor) io.Reader {
-	limit, how := layerLimit(desc)
+func limitLayer(r io.Reader, desc oci.Descriptor, l Limits) io.Reader {
+	limit, how := l.layerLimit(desc)
 	return &limitReader{r: r, desc: desc, limit: limit, how: how, sniff: true, paxSize: -1}
 }
 

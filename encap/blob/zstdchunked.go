@@ -1,4 +1,4 @@
-package encap
+package blob
 
 import (
 	"io"
@@ -32,7 +32,7 @@ type zstdChunkedWriter struct {
 	annot map[string]string
 }
 
-func newZstdChunkedCompressor(w io.Writer) (io.WriteCloser, error) {
+func NewZstdChunkedCompressor(w io.Writer) (io.WriteCloser, error) {
 	level := zstdChunkedLevel
 	zw := &zstdChunkedWriter{annot: map[string]string{}}
 	var err error
@@ -47,17 +47,17 @@ func newZstdChunkedCompressor(w io.Writer) (io.WriteCloser, error) {
 // (complete only after Close).
 func (z *zstdChunkedWriter) Annotations() map[string]string { return maps.Clone(z.annot) }
 
-// layerAnnotations returns the descriptor annotations a compressor produced,
+// LayerAnnotations returns the descriptor annotations a compressor produced,
 // if any.
-func layerAnnotations(cw io.WriteCloser) map[string]string {
+func LayerAnnotations(cw io.WriteCloser) map[string]string {
 	if a, ok := cw.(interface{ Annotations() map[string]string }); ok {
 		return a.Annotations()
 	}
 	return nil
 }
 
-// mergeAnnotations adds extra to a (allocating a when nil) and returns it.
-func mergeAnnotations(a, extra map[string]string) map[string]string {
+// MergeAnnotations adds extra to a (allocating a when nil) and returns it.
+func MergeAnnotations(a, extra map[string]string) map[string]string {
 	if len(extra) == 0 {
 		return a
 	}

@@ -1,6 +1,4 @@
-package encap
-
-// Derived layers: the layers a Containerfile (`FROM our-os`, `RUN ...`) adds
+// Package derived applies derived layers: the layers a Containerfile (`FROM our-os`, `RUN ...`) adds
 // after the ostree layers of an image, applied onto the merged tree (§5.8),
 // and the merge commit written from the result (§5.9).
 //
@@ -33,6 +31,7 @@ package encap
 //     image always gives the same commit.
 //   - aufs metadata entries (`.wh..wh.` other than `.wh..wh..opq`) are
 //     ignored, as containerd does.
+package derived
 
 import (
 	"archive/tar"
@@ -53,12 +52,12 @@ type LayerStats struct {
 	Files, Dirs, Symlinks, Hardlinks, Whiteouts, Opaque int
 	// Dropped counts the entries left out, by top-level name: run, tmp,
 	// proc, sys, dev (their children), or any other top-level name than
-	// usr, etc and var when [DerivedOptions.AllowNonUsr] is false.
+	// usr, etc and var when [Options.AllowNonUsr] is false.
 	Dropped map[string]int
 }
 
-// DerivedOptions control [ApplyDerivedLayer].
-type DerivedOptions struct {
+// Options control [Apply].
+type Options struct {
 	// AllowNonUsr keeps top-level directories other than usr, etc and var
 	// (opt, srv, ...). By default they are dropped and counted, as
 	// ostree-ext does when the root is not transient.
@@ -75,11 +74,11 @@ const (
 // itself is applied, its children are dropped.
 var derivedKeepDirs = map[string]bool{"run": true, "tmp": true, "proc": true, "sys": true, "dev": true}
 
-// derivedApplier is the state of one ApplyDerivedLayer call.
+// derivedApplier is the state of one Apply call.
 type derivedApplier struct {
 	txn   *ostree.Txn
 	root  *ostree.MutableTree
-	opts  DerivedOptions
+	opts  Options
 	stats *LayerStats
 	// added holds the tree paths (slash-joined, after the etc → usr/etc
 	// mapping) this layer has put into the tree, with all their ancestors:
@@ -93,7 +92,7 @@ type derivedApplier struct {
 	reported  bool
 }
 
-// ApplyDerivedLayer applies one uncompressed derived-layer tar stream onto
+// Apply applies one uncompressed derived-layer tar stream onto
 // tree (the merged tree so far, normally a NewMutableTreeFrom of the base
 // commit), writing new content objects into txn as it streams. Only the
 // directories on the paths the layer touches are loaded.
@@ -123,11 +122,14 @@ type derivedApplier struct {
 //
 // Everything is written through txn. After an error, tree is in an
 // unspecified state and the caller should abort txn.
-func ApplyDerivedLayer(txn *ostree.Txn, tree *ostree.MutableTree, r io.Reader, opts DerivedOptions) (*LayerStats, error) {
-	return applyDerivedLayer(txn, tree, r, opts, nil)
+func Apply(txn *ostree.Txn, tree *ostree.MutableTree, r io.Reader, opts Options) (*LayerStats, error) {
+	return ApplyRecording(txn, tree, r, opts, nil)
 }
 
-func applyDerivedLayer(txn *ostree.Txn, tree *ostree.MutableTree, r io.Reader, opts DerivedOptions, onPayload func(ostree.Checksum)) (*LayerStats, error) {
+// ApplyRecording is Apply that also stores the payload of each regular-file
+// entry the tree does not take and passes its checksum to onPayload, so that
+// a record of the layer can give every payload back.
+func ApplyRecording(txn *ostree.Txn, tree *ostree.MutableTree, r io.Reader, opts Options, onPayload func(ostree.Checksum)) (*LayerStats, error) {
 	if txn == nil || tree == nil {
 		return nil, errors.New("derived layer: nil transaction or tree")
 	}
@@ -522,10 +524,10 @@ func (a *derivedApplier) pruneChildren(dir *ostree.MutableTree, path string) err
 
 // Commit metadata keys of the merge commit (§5.9 step 6).
 const (
-	mergeMetaManifestDigest  = "ostree.manifest-digest"
-	mergeMetaManifest        = "ostree.manifest"
-	mergeMetaImageConfig     = "ostree.container.image-config"
-	mergeMetaImporterVersion = "ostree.importer.version"
+	MergeMetaManifestDigest  = "ostree.manifest-digest"
+	MergeMetaManifest        = "ostree.manifest"
+	MergeMetaImageConfig     = "ostree.container.image-config"
+	MergeMetaImporterVersion = "ostree.importer.version"
 	mergeImporterVersion     = "ocitree"
 )
 
@@ -582,10 +584,10 @@ func WriteMergeCommit(txn *ostree.Txn, tree *ostree.MutableTree, base ostree.Che
 		Timestamp:  ts,
 		NoBindings: true,
 		Metadata: ostree.Metadata{
-			{Key: mergeMetaManifestDigest, Value: ostree.StringVariant(manifestDigest)},
-			{Key: mergeMetaManifest, Value: ostree.StringVariant(string(manifest))},
-			{Key: mergeMetaImageConfig, Value: ostree.StringVariant(string(config))},
-			{Key: mergeMetaImporterVersion, Value: ostree.StringVariant(mergeImporterVersion)},
+			{Key: MergeMetaManifestDigest, Value: ostree.StringVariant(manifestDigest)},
+			{Key: MergeMetaManifest, Value: ostree.StringVariant(string(manifest))},
+			{Key: MergeMetaImageConfig, Value: ostree.StringVariant(string(config))},
+			{Key: MergeMetaImporterVersion, Value: ostree.StringVariant(mergeImporterVersion)},
 		},
 	})
 	if err != nil {

@@ -1,4 +1,4 @@
-package encap
+package derived
 
 import (
 	"archive/tar"
@@ -169,7 +169,7 @@ type dlResult struct {
 }
 
 // dlApply applies layer onto the base and commits the result.
-func dlApply(t *testing.T, layer []byte, opts DerivedOptions) (*dlResult, error) {
+func dlApply(t *testing.T, layer []byte, opts Options) (*dlResult, error) {
 	t.Helper()
 	r := dlRepo(t)
 	base := dlCommitTar(t, r, dlBaseTar(t))
@@ -179,7 +179,7 @@ func dlApply(t *testing.T, layer []byte, opts DerivedOptions) (*dlResult, error)
 	}
 	defer txn.Abort()
 	tree := dlTreeOf(t, r, base)
-	st, err := ApplyDerivedLayer(txn, tree, bytes.NewReader(layer), opts)
+	st, err := Apply(txn, tree, bytes.NewReader(layer), opts)
 	if err != nil {
 		return nil, err
 	}
@@ -243,7 +243,7 @@ func TestDerivedRules(t *testing.T) {
 	type tc struct {
 		name    string
 		layer   []dlEnt
-		opts    DerivedOptions
+		opts    Options
 		wantErr []string // substrings of the error
 		check   func(t *testing.T, d *dlResult)
 	}
@@ -386,7 +386,7 @@ func TestDerivedRules(t *testing.T) {
 				t.Errorf("stats %+v", d.stats)
 			}
 		}},
-		{name: "non-usr allowed", opts: DerivedOptions{AllowNonUsr: true}, layer: []dlEnt{dlDir("opt/", 0o711), dlFile("opt/app/bin", "x"), dlLink("opt/app/bin2", "opt/app/bin")}, check: func(t *testing.T, d *dlResult) {
+		{name: "non-usr allowed", opts: Options{AllowNonUsr: true}, layer: []dlEnt{dlDir("opt/", 0o711), dlFile("opt/app/bin", "x"), dlLink("opt/app/bin2", "opt/app/bin")}, check: func(t *testing.T, d *dlResult) {
 			d.content(t, "/opt/app/bin", "x")
 			if d.ents["/opt"].Mode != 0o40711 || len(d.stats.Dropped) != 0 {
 				t.Errorf("opt mode %o, dropped %v", d.ents["/opt"].Mode, d.stats.Dropped)
@@ -519,7 +519,7 @@ func TestDerivedLazy(t *testing.T) {
 	start = time.Now()
 	tree := dlTreeOf(t, r, base)
 	layer := dlTar(t, dlFile("usr/local/x", strings.Repeat("x", 1<<20)), dlLink("usr/bin/sh2", "usr/bin/sh"), dlFile("usr/bin/.wh.sh", ""))
-	st, err := ApplyDerivedLayer(txn, tree, bytes.NewReader(layer), DerivedOptions{})
+	st, err := Apply(txn, tree, bytes.NewReader(layer), Options{})
 	if err != nil {
 		t.Fatalf("apply read an untouched subtree? %v", err)
 	}
@@ -570,7 +570,7 @@ func TestDerivedMergeCommit(t *testing.T) {
 		}
 		defer txn.Abort()
 		tree := dlTreeOf(t, r, base)
-		if _, err := ApplyDerivedLayer(txn, tree, bytes.NewReader(layer), DerivedOptions{}); err != nil {
+		if _, err := Apply(txn, tree, bytes.NewReader(layer), Options{}); err != nil {
 			t.Fatal(err)
 		}
 		c, err := WriteMergeCommit(txn, tree, base, digest, manifest, config)
@@ -822,7 +822,7 @@ func dlReadBlob(t *testing.T, layout, digest string) []byte {
 
 // TestDerivedUmoci builds an image with umoci (a base layer and derived
 // layers with whiteouts, a chmod, hardlinks into the base and an opaque
-// directory), applies its layers with ApplyDerivedLayer and compares the
+// directory), applies its layers with Apply and compares the
 // checked-out merge commit with umoci's own unpack of the image.
 func TestDerivedUmoci(t *testing.T) {
 	if _, err := exec.LookPath("umoci"); err != nil {
@@ -946,7 +946,7 @@ func TestDerivedUmoci(t *testing.T) {
 	rm, err := txn.WriteMetadata(ostree.ObjDirMeta, rootMeta)
 	dlMust(t, err)
 	tree.SetMeta(rm)
-	if _, err := ApplyDerivedLayer(txn, tree, layerTar(0), DerivedOptions{}); err != nil {
+	if _, err := Apply(txn, tree, layerTar(0), Options{}); err != nil {
 		t.Fatal(err)
 	}
 	base, err := txn.WriteCommit(tree, ostree.CommitOptions{NoParent: true, Timestamp: time.Unix(1, 0)})
@@ -960,7 +960,7 @@ func TestDerivedUmoci(t *testing.T) {
 	tree = dlTreeOf(t, r, base)
 	dropped := map[string]int{}
 	for i := 1; i < 3; i++ {
-		st, err := ApplyDerivedLayer(txn, tree, layerTar(i), DerivedOptions{})
+		st, err := Apply(txn, tree, layerTar(i), Options{})
 		if err != nil {
 			t.Fatalf("layer %d: %v", i+1, err)
 		}

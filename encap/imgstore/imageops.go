@@ -1,10 +1,12 @@
-package encap
+package imgstore
 
 import (
 	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/ocitree/ocitree/encap"
+	"github.com/ocitree/ocitree/encap/derived"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/opencontainers/go-digest"
 )
@@ -25,10 +27,10 @@ type StoredImage struct {
 	Config   []byte
 }
 
-// ReadStoredImage reads the merge commit of the image stored for imgref (a
+// Image reads the merge commit of the image stored for imgref (a
 // plain image reference in display form, as for ImageRefName). A missing image
 // ref gives an error wrapping ErrImageNotStored that names imgref.
-func ReadStoredImage(repo *ostree.Repo, imgref string) (*StoredImage, error) {
+func Image(repo *ostree.Repo, imgref string) (*StoredImage, error) {
 	ref, err := ImageRefName(imgref)
 	if err != nil {
 		return nil, err
@@ -44,13 +46,13 @@ func ReadStoredImage(repo *ostree.Repo, imgref string) (*StoredImage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", imgref, err)
 	}
-	img := &StoredImage{ImageRef: imgref, MergeCommit: c, ManifestDigest: cm.Metadata.String(mergeMetaManifestDigest)}
-	m := cm.Metadata.String(mergeMetaManifest)
+	img := &StoredImage{ImageRef: imgref, MergeCommit: c, ManifestDigest: cm.Metadata.String(derived.MergeMetaManifestDigest)}
+	m := cm.Metadata.String(derived.MergeMetaManifest)
 	if m == "" {
-		return nil, fmt.Errorf("image %s: merge commit %s has no %s metadata", imgref, c, mergeMetaManifest)
+		return nil, fmt.Errorf("image %s: merge commit %s has no %s metadata", imgref, c, derived.MergeMetaManifest)
 	}
 	img.Manifest = []byte(m)
-	if s := cm.Metadata.String(mergeMetaImageConfig); s != "" && s != "null" {
+	if s := cm.Metadata.String(derived.MergeMetaImageConfig); s != "" && s != "null" {
 		img.Config = []byte(s)
 	}
 	return img, nil
@@ -76,11 +78,11 @@ type HistoryEntry struct {
 	Kind string `json:"kind"`
 }
 
-// ImageHistory lists the layers of the image stored for imgref in manifest
+// History lists the layers of the image stored for imgref in manifest
 // order, each zipped with the non-empty history entry of the config at the
 // same position.
-func ImageHistory(repo *ostree.Repo, imgref string) ([]HistoryEntry, error) {
-	img, err := ReadStoredImage(repo, imgref)
+func History(repo *ostree.Repo, imgref string) ([]HistoryEntry, error) {
+	img, err := Image(repo, imgref)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +90,7 @@ func ImageHistory(repo *ostree.Repo, imgref string) ([]HistoryEntry, error) {
 	if cfg == nil {
 		cfg = []byte("{}")
 	}
-	layout, err := ParseImageLayout(img.Manifest, cfg)
+	layout, err := encap.ParseImageLayout(img.Manifest, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", imgref, err)
 	}
@@ -119,12 +121,12 @@ func ImageHistory(repo *ostree.Repo, imgref string) ([]HistoryEntry, error) {
 	return out, nil
 }
 
-// RemoveImages deletes the image refs of imgrefs, then runs GCImageLayers
+// Remove deletes the image refs of imgrefs, then runs GC
 // (§5.10). Images that are not stored do not stop the others from being
 // removed; they are named in the error (wrapping ErrImageNotStored)
 // afterwards, as ostree-ext does. It returns how many layer refs the GC
 // deleted.
-func RemoveImages(repo *ostree.Repo, imgrefs []string) (int, error) {
+func Remove(repo *ostree.Repo, imgrefs []string) (int, error) {
 	var del, missing []string
 	seen := map[string]bool{}
 	for _, img := range imgrefs {
@@ -159,7 +161,7 @@ func RemoveImages(repo *ostree.Repo, imgrefs []string) (int, error) {
 			return 0, err
 		}
 	}
-	n, err := GCImageLayers(repo)
+	n, err := GC(repo)
 	if err != nil {
 		return n, err
 	}
@@ -169,20 +171,20 @@ func RemoveImages(repo *ostree.Repo, imgrefs []string) (int, error) {
 	return n, nil
 }
 
-// PruneImagesResult says what PruneImages removed.
-type PruneImagesResult struct {
-	// LayerRefs is the number of layer refs GCImageLayers deleted.
+// PruneResult says what Prune removed.
+type PruneResult struct {
+	// LayerRefs is the number of layer refs GC deleted.
 	LayerRefs int
 	// Objects and Freed are the objects the prune deleted and their bytes.
 	Objects int
 	Freed   int64
 }
 
-// PruneImages deletes the layer refs no stored image needs (GCImageLayers),
+// Prune deletes the layer refs no stored image needs (GC),
 // then every object no ref reaches (ostree prune --refs-only), like
 // ostree-ext's image prune without removing undeployed images.
-func PruneImages(repo *ostree.Repo) (*PruneImagesResult, error) {
-	n, err := GCImageLayers(repo)
+func Prune(repo *ostree.Repo) (*PruneResult, error) {
+	n, err := GC(repo)
 	if err != nil {
 		return nil, err
 	}
@@ -190,5 +192,5 @@ func PruneImages(repo *ostree.Repo) (*PruneImagesResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &PruneImagesResult{LayerRefs: n, Objects: pr.Deleted, Freed: pr.Freed}, nil
+	return &PruneResult{LayerRefs: n, Objects: pr.Deleted, Freed: pr.Freed}, nil
 }

@@ -1,4 +1,4 @@
-package encap
+package imgstore
 
 import (
 	"archive/tar"
@@ -38,7 +38,7 @@ func TestImageOps(t *testing.T) {
 	}
 
 	// inspect
-	si, err := ReadStoredImage(repo, ref1)
+	si, err := Image(repo, ref1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestImageOps(t *testing.T) {
 	if si.ManifestDigest != img.ManifestDigest.String() || digest.FromBytes(si.Manifest) != img.ManifestDigest {
 		t.Errorf("stored manifest digest %s (bytes hash to %s), want %s", si.ManifestDigest, digest.FromBytes(si.Manifest), img.ManifestDigest)
 	}
-	si2, err := ReadStoredImage(repo, ref2)
+	si2, err := Image(repo, ref2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,12 +56,12 @@ func TestImageOps(t *testing.T) {
 		t.Errorf("derived manifest digest %s, want %s", si2.ManifestDigest, md)
 	}
 	missing := "oci:" + dir + ":nope"
-	if _, err := ReadStoredImage(repo, missing); !errors.Is(err, ErrImageNotStored) || !strings.Contains(err.Error(), missing) {
+	if _, err := Image(repo, missing); !errors.Is(err, ErrImageNotStored) || !strings.Contains(err.Error(), missing) {
 		t.Errorf("missing image: %v, want ErrImageNotStored naming %s", err, missing)
 	}
 
 	// history
-	h, err := ImageHistory(repo, ref2)
+	h, err := History(repo, ref2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestImageOps(t *testing.T) {
 	// remove: the existing image goes even though another is missing; the
 	// shared layer refs stay while ref2 needs them.
 	before := refMap(t, repo)
-	n, err := RemoveImages(repo, []string{ref1, missing})
+	n, err := Remove(repo, []string{ref1, missing})
 	if !errors.Is(err, ErrImageNotStored) || !strings.Contains(err.Error(), missing) || strings.Contains(err.Error(), ref1+",") {
 		t.Errorf("remove with a missing image: %v", err)
 	}
@@ -106,12 +106,12 @@ func TestImageOps(t *testing.T) {
 	if _, ok := after[r1name]; ok || len(after) != len(before)-1 {
 		t.Errorf("after remove: %d refs (was %d), %s present: %v", len(after), len(before), r1name, ok)
 	}
-	if _, err := ReadStoredImage(repo, ref1); !errors.Is(err, ErrImageNotStored) {
+	if _, err := Image(repo, ref1); !errors.Is(err, ErrImageNotStored) {
 		t.Errorf("removed image still readable: %v", err)
 	}
 
 	// remove the last image: every layer ref goes.
-	n, err = RemoveImages(repo, []string{ref2})
+	n, err = Remove(repo, []string{ref2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestImageOps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pr, err := PruneImages(repo)
+	pr, err := Prune(repo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestImageOps(t *testing.T) {
 	if objs, err := repo.ListObjects(imageOpsAnyObject); err != nil || len(objs) != 0 {
 		t.Errorf("objects left after prune: %d (%v)", len(objs), err)
 	}
-	pr, err = PruneImages(repo)
+	pr, err = Prune(repo)
 	if err != nil || pr.Objects != 0 || pr.LayerRefs != 0 || pr.Freed != 0 {
 		t.Errorf("second prune: %+v, %v", pr, err)
 	}
@@ -157,7 +157,7 @@ func TestPruneImagesKeepsStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := refMap(t, repo)
-	pr, err := PruneImages(repo)
+	pr, err := Prune(repo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestPruneImagesKeepsStored(t *testing.T) {
 	if after := refMap(t, repo); len(after) != len(before) {
 		t.Errorf("refs changed: %d -> %d", len(before), len(after))
 	}
-	if _, err := ReadStoredImage(repo, ref); err != nil {
+	if _, err := Image(repo, ref); err != nil {
 		t.Fatal(err)
 	}
 	realFsck(t, repo)

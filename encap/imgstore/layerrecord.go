@@ -1,4 +1,4 @@
-package encap
+package imgstore
 
 // Layer records: what the store keeps of a pulled layer besides its
 // content, so that the layer's tar (and, with the same compressor, its
@@ -21,6 +21,9 @@ import (
 	"io"
 	"strings"
 
+	"github.com/ocitree/ocitree/encap/blob"
+	"github.com/ocitree/ocitree/encap/imgstore/internal/tarsplit"
+	"github.com/ocitree/ocitree/encap/ostreetar"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/ocitree/ocitree/ostree/gvariant"
 	"github.com/opencontainers/go-digest"
@@ -73,7 +76,7 @@ func payloadName(i int) string { return fmt.Sprintf("%08d", i) }
 // writeLayerRecord writes a record commit into txn. payloads are the
 // content objects of a derived layer's payloads in tar order (nil for an
 // ostree layer).
-func writeLayerRecord(txn *ostree.Txn, kind string, desc *blobDesc, info *blobInfo, split []byte, payloads []ostree.Checksum) (ostree.Checksum, error) {
+func writeLayerRecord(txn *ostree.Txn, kind string, desc *blobDesc, info *blob.Info, split []byte, payloads []ostree.Checksum) (ostree.Checksum, error) {
 	names := make([]string, len(payloads))
 	for i := range payloads {
 		names[i] = payloadName(i)
@@ -127,7 +130,7 @@ func readLayerRecord(repo *ostree.Repo, c ostree.Checksum) (*layerRecord, error)
 }
 
 // opener returns the payloads of the record from repo.
-func (rec *layerRecord) opener(repo *ostree.Repo) payloadOpener {
+func (rec *layerRecord) opener(repo *ostree.Repo) tarsplit.PayloadOpener {
 	if rec.Kind == recordDerived {
 		return func(i int, name string, size int64) (io.ReadCloser, error) {
 			c, ok, err := rec.root.File(payloadName(i))
@@ -141,7 +144,7 @@ func (rec *layerRecord) opener(repo *ostree.Repo) payloadOpener {
 		}
 	}
 	return func(i int, name string, size int64) (io.ReadCloser, error) {
-		c, typ, ok := objectOfTarName(name)
+		c, typ, ok := ostreetar.ObjectOfTarName(name)
 		if !ok {
 			return nil, fmt.Errorf("%q is not an object of the store", name)
 		}
@@ -164,45 +167,9 @@ func openPayload(repo *ostree.Repo, c ostree.Checksum) (io.ReadCloser, error) {
 	return ct.Payload, nil
 }
 
-// objectOfTarName parses an object path of an ostree layer
-// (sysroot/ostree/repo/objects/XX/YYYY….TYPE) whose payload the store can
-// give back.
-func objectOfTarName(name string) (ostree.Checksum, ostree.ObjectType, bool) {
-	var zero ostree.Checksum
-	name = strings.TrimPrefix(strings.TrimLeft(name, "/"), "./")
-	rest, ok := strings.CutPrefix(name, objectsPrefix)
-	if !ok || len(rest) < 3 || rest[2] != '/' {
-		return zero, 0, false
-	}
-	hexpart, ext, ok := strings.Cut(rest[:2]+rest[3:], ".")
-	if !ok {
-		return zero, 0, false
-	}
-	var typ ostree.ObjectType
-	switch ext {
-	case sfxFile:
-		typ = ostree.ObjFile
-	case sfxDirTree:
-		typ = ostree.ObjDirTree
-	case sfxDirMeta:
-		typ = ostree.ObjDirMeta
-	case sfxCommit:
-		typ = ostree.ObjCommit
-	case sfxCommitMeta:
-		typ = ostree.ObjCommitMeta
-	default:
-		return zero, 0, false
-	}
-	c, err := ostree.ParseChecksum(hexpart)
-	if err != nil {
-		return zero, 0, false
-	}
-	return c, typ, true
-}
-
 // inlineOstreePayload: payloads of an ostree layer that the store cannot
 // give back by name are kept in the record.
 func inlineOstreePayload(name string) bool {
-	_, _, ok := objectOfTarName(name)
+	_, _, ok := ostreetar.ObjectOfTarName(name)
 	return !ok
 }

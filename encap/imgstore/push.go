@@ -1,4 +1,4 @@
-package encap
+package imgstore
 
 import (
 	"bufio"
@@ -11,17 +11,20 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ocitree/ocitree/encap"
+	"github.com/ocitree/ocitree/encap/blob"
+	"github.com/ocitree/ocitree/encap/imgstore/internal/tarsplit"
 	"github.com/ocitree/ocitree/oci"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// PushOptions control PushImage.
+// PushOptions control Push.
 type PushOptions struct {
 	// Fallback compresses layers that cannot be reproduced (Gzip when
 	// empty); their blobs, and so the manifest digest, change.
-	Fallback Compression
+	Fallback blob.Compression
 	// RequireIdentical fails instead of recompressing a layer.
 	RequireIdentical bool
 	// Parallel is how many layers are rebuilt at once (2 when 0).
@@ -40,7 +43,7 @@ type PushLayer struct {
 	Why string `json:"why,omitempty"`
 }
 
-// PushResult says what PushImage did.
+// PushResult says what Push did.
 type PushResult struct {
 	ManifestDigest digest.Digest `json:"manifest_digest"`
 	// Identical: the pushed manifest is byte for byte the pulled one.
@@ -52,7 +55,7 @@ type PushResult struct {
 // cannot be rebuilt byte for byte.
 var ErrNotReproducible = errors.New("layer blob cannot be reproduced")
 
-// PushImage writes the stored image imgref (as pulled) to w without the
+// Push writes the stored image imgref (as pulled) to w without the
 // original blobs: every layer's tar is rebuilt from its record and the
 // store's objects, and compressed with the compressor that reproduces the
 // blob (recompress.go), so the layer digests, the config and the manifest
@@ -60,15 +63,15 @@ var ErrNotReproducible = errors.New("layer blob cannot be reproduced")
 // no record: pulled by an older version) is compressed with Fallback and
 // the manifest is rewritten to match, unless RequireIdentical. The blob
 // contents are verified against their digests while they stream to w.
-func PushImage(ctx context.Context, repo *ostree.Repo, imgref string, w oci.Writer, opts PushOptions) (*PushResult, error) {
-	si, err := ReadStoredImage(repo, imgref)
+func Push(ctx context.Context, repo *ostree.Repo, imgref string, w oci.Writer, opts PushOptions) (*PushResult, error) {
+	si, err := Image(repo, imgref)
 	if err != nil {
 		return nil, err
 	}
 	if si.Config == nil {
 		return nil, fmt.Errorf("image %s: its merge commit holds no config", imgref)
 	}
-	layout, err := ParseImageLayout(si.Manifest, si.Config)
+	layout, err := encap.ParseImageLayout(si.Manifest, si.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +110,7 @@ func PushImage(ctx context.Context, repo *ostree.Repo, imgref string, w oci.Writ
 
 // pushLayers pushes the layers, Parallel at a time; a recompressed layer's
 // new descriptor is left in layout.Manifest.Layers.
-func pushLayers(ctx context.Context, repo *ostree.Repo, w oci.Writer, layout *ImageLayout, res *PushResult, opts PushOptions) error {
+func pushLayers(ctx context.Context, repo *ostree.Repo, w oci.Writer, layout *encap.ImageLayout, res *PushResult, opts PushOptions) error {
 	parallel := opts.Parallel
 	if parallel <= 0 {
 		parallel = 2
@@ -146,7 +149,7 @@ func pushLayers(ctx context.Context, repo *ostree.Repo, w oci.Writer, layout *Im
 }
 
 // layerRecordFor finds the record of layer i of a stored image.
-func layerRecordFor(repo *ostree.Repo, layout *ImageLayout, i int) (*layerRecord, error) {
+func layerRecordFor(repo *ostree.Repo, layout *encap.ImageLayout, i int) (*layerRecord, error) {
 	d := layout.Manifest.Layers[i].Digest
 	name, err := TarSplitRefName(d)
 	if i >= layout.OstreeLayers {
@@ -169,7 +172,7 @@ func layerRecordFor(repo *ostree.Repo, layout *ImageLayout, i int) (*layerRecord
 	return rec, nil
 }
 
-func pushLayer(ctx context.Context, repo *ostree.Repo, w oci.Writer, layout *ImageLayout, i int, out *PushLayer, opts PushOptions) error {
+func pushLayer(ctx context.Context, repo *ostree.Repo, w oci.Writer, layout *encap.ImageLayout, i int, out *PushLayer, opts PushOptions) error {
 	desc := layout.Manifest.Layers[i]
 	out.Digest = desc.Digest
 	rec, err := layerRecordFor(repo, layout, i)
@@ -234,7 +237,7 @@ func compressedTar(repo *ostree.Repo, rec *layerRecord, c layerCompressor) io.Re
 		cw, err := c.new(pw)
 		if err == nil {
 			bw := bufio.NewWriterSize(cw, 256<<10)
-			err = assembleTar(bw, rec.TarSplit, rec.opener(repo))
+			err = tarsplit.Assemble(bw, rec.TarSplit, rec.opener(repo))
 			if err == nil {
 				err = bw.Flush()
 			}
@@ -249,25 +252,25 @@ func compressedTar(repo *ostree.Repo, rec *layerRecord, c layerCompressor) io.Re
 
 // recompressLayer pushes layer i compressed with opts.Fallback (gzip by
 // default) and records the new descriptor.
-func recompressLayer(ctx context.Context, repo *ostree.Repo, w oci.Writer, layout *ImageLayout, i int, rec *layerRecord, out *PushLayer, opts PushOptions, why string) error {
+func recompressLayer(ctx context.Context, repo *ostree.Repo, w oci.Writer, layout *encap.ImageLayout, i int, rec *layerRecord, out *PushLayer, opts PushOptions, why string) error {
 	if opts.RequireIdentical || rec == nil {
 		return fmt.Errorf("%w: %s", ErrNotReproducible, why)
 	}
 	comp := opts.Fallback
 	if comp == "" {
-		comp = Gzip
+		comp = blob.Gzip
 	}
-	mt, err := layerMediaType(comp)
+	mt, err := blob.MediaType(comp)
 	if err != nil {
 		return err
 	}
-	desc, _, err := writeLayer(ctx, w, func(bw io.Writer) error {
-		return assembleTar(bw, rec.TarSplit, rec.opener(repo))
+	desc, _, err := blob.WriteLayer(ctx, w, func(bw io.Writer) error {
+		return tarsplit.Assemble(bw, rec.TarSplit, rec.opener(repo))
 	}, comp, mt)
 	if err != nil {
 		return err
 	}
-	desc.Annotations = mergeAnnotations(withoutChunkedAnnotations(layout.Manifest.Layers[i].Annotations), desc.Annotations)
+	desc.Annotations = blob.MergeAnnotations(withoutChunkedAnnotations(layout.Manifest.Layers[i].Annotations), desc.Annotations)
 	layout.Manifest.Layers[i] = desc
 	*out = PushLayer{Digest: desc.Digest, Recompressed: true, Why: why}
 	return nil

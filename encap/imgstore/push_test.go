@@ -1,4 +1,4 @@
-package encap
+package imgstore
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/klauspost/pgzip"
+	"github.com/ocitree/ocitree/encap"
+	"github.com/ocitree/ocitree/encap/blob"
 	"github.com/ocitree/ocitree/oci"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/opencontainers/go-digest"
@@ -30,7 +32,7 @@ func pushTo(t *testing.T, repo *ostree.Repo, imgref, dir, tag string, opts PushO
 		t.Fatal(err)
 	}
 	defer w.Close()
-	return PushImage(ctx, repo, imgref, w, opts)
+	return Push(ctx, repo, imgref, w, opts)
 }
 
 // compressWith gzips b with a writer made by mk.
@@ -149,7 +151,7 @@ func TestPushImageUnknownCompressor(t *testing.T) {
 		}
 	}
 	// The pushed image pulls into a fresh store to the same tree.
-	orig, err := ReadStoredImage(repo, imgref)
+	orig, err := Image(repo, imgref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +178,7 @@ func TestPushImageZstd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := Encapsulate(ctx, src, c, w, Options{Compression: Zstd})
+	img, err := encap.Encapsulate(ctx, src, c, w, encap.Options{Compression: blob.Zstd})
 	w.Close()
 	if err != nil {
 		t.Fatal(err)

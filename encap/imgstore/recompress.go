@@ -1,8 +1,8 @@
-package encap
+package imgstore
 
 // Reproducing a layer blob: the record rebuilds the exact tar, but the blob
 // digest also depends on the compressor, its version and settings, none of
-// which an image records. PushImage therefore tries the compressors that
+// which an image records. Push therefore tries the compressors that
 // the usual image builders use, cheapest check first: a candidate must
 // reproduce the blob's first bytes (fingerprinted at pull, blobInfo.Prefix)
 // before it compresses the whole layer, and the whole blob is checked
@@ -20,6 +20,8 @@ import (
 	kgzip "github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
+	"github.com/ocitree/ocitree/encap/blob"
+	"github.com/ocitree/ocitree/encap/imgstore/internal/tarsplit"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -44,7 +46,7 @@ func (nopWriteCloser) Close() error { return nil }
 func compressorCandidates(mediaType string, annotations map[string]string) []layerCompressor {
 	switch {
 	case strings.HasSuffix(mediaType, "+gzip"), strings.HasSuffix(mediaType, ".tar.gzip"):
-		c := []layerCompressor{{"ocitree gzip", func(w io.Writer) (io.WriteCloser, error) { return newCompressor(w, Gzip) }},
+		c := []layerCompressor{{"ocitree gzip", func(w io.Writer) (io.WriteCloser, error) { return blob.NewCompressor(w, blob.Gzip) }},
 			{"pgzip default", func(w io.Writer) (io.WriteCloser, error) { return pgzip.NewWriterLevel(w, pgzip.DefaultCompression) }},
 			{"pgzip 256 KiB blocks (umoci)", newUmociGzip}}
 		for _, l := range []int{6, 1, 9, 2, 3, 4, 5, 7, 8} {
@@ -59,9 +61,9 @@ func compressorCandidates(mediaType string, annotations map[string]string) []lay
 		return c
 	case strings.HasSuffix(mediaType, "+zstd"):
 		if _, chunked := annotations["io.github.containers.zstd-chunked.manifest-checksum"]; chunked {
-			return []layerCompressor{{"ocitree zstd:chunked", newZstdChunkedCompressor}}
+			return []layerCompressor{{"ocitree zstd:chunked", blob.NewZstdChunkedCompressor}}
 		}
-		c := []layerCompressor{{"ocitree zstd", func(w io.Writer) (io.WriteCloser, error) { return newCompressor(w, Zstd) }}}
+		c := []layerCompressor{{"ocitree zstd", func(w io.Writer) (io.WriteCloser, error) { return blob.NewCompressor(w, blob.Zstd) }}}
 		for _, l := range []zstd.EncoderLevel{zstd.SpeedDefault, zstd.SpeedFastest, zstd.SpeedBetterCompression, zstd.SpeedBestCompression} {
 			c = append(c, layerCompressor{"zstd " + l.String(), func(w io.Writer) (io.WriteCloser, error) {
 				return zstd.NewWriter(w, zstd.WithEncoderLevel(l))
@@ -129,7 +131,7 @@ func findCompressor(repo *ostree.Repo, rec *layerRecord, desc v1.Descriptor) (la
 		if err != nil {
 			return layerCompressor{}, false, err
 		}
-		err = assembleTar(cw, rec.TarSplit, rec.opener(repo))
+		err = tarsplit.Assemble(cw, rec.TarSplit, rec.opener(repo))
 		if err == nil {
 			err = cw.Close()
 		}

@@ -1,4 +1,4 @@
-package encap
+package imgstore
 
 import "testing"
 

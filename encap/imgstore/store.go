@@ -1,4 +1,4 @@
-package encap
+package imgstore
 
 import (
 	"context"
@@ -10,6 +10,11 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ocitree/ocitree/encap"
+	"github.com/ocitree/ocitree/encap/blob"
+	"github.com/ocitree/ocitree/encap/derived"
+	"github.com/ocitree/ocitree/encap/imgstore/internal/tarsplit"
+	"github.com/ocitree/ocitree/encap/ostreetar"
 	"github.com/ocitree/ocitree/oci"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/opencontainers/go-digest"
@@ -33,10 +38,10 @@ const (
 // layer refs alive (§5.10), besides ImageRefPrefix.
 var gcRootPrefixes = []string{"ostree/0/", "ostree/1/", "rpmostree/base/", BaseImageRefPrefix}
 
-// DefaultPullParallelism is how many ostree layers PullImage fetches at once.
+// DefaultPullParallelism is how many ostree layers Pull fetches at once.
 const DefaultPullParallelism = 3
 
-// PullOptions control PullImage.
+// PullOptions control Pull.
 type PullOptions struct {
 	// Check fetches only the manifest and config and reports what a pull
 	// would download. Only the cached update of a stored image is written
@@ -45,8 +50,8 @@ type PullOptions struct {
 	// Parallel is how many ostree layers are fetched at once
 	// (DefaultPullParallelism when 0).
 	Parallel int
-	// Derived is passed to ApplyDerivedLayer for derived layers.
-	Derived DerivedOptions
+	// Derived is passed to derived.Apply for derived layers.
+	Derived derived.Options
 	// NoGC leaves unreferenced layer refs in place after the pull.
 	NoGC bool
 	// Progress, when not nil, is told what is fetched.
@@ -59,9 +64,12 @@ type PullOptions struct {
 	// pull with a *RefusedError and removes the layer refs the pull
 	// created (their objects stay until a prune).
 	VerifyCommit func(txn *ostree.Txn, commit ostree.Checksum) error
+	// Limits bound each layer's uncompressed stream (blob.DefaultLimits
+	// when nil).
+	Limits *blob.Limits
 }
 
-// PullResult says what PullImage did (or, with Check, would do).
+// PullResult says what Pull did (or, with Check, would do).
 type PullResult struct {
 	// MergeCommit is the commit the image ref points at (zero with Check).
 	MergeCommit ostree.Checksum
@@ -127,7 +135,7 @@ type layerState struct {
 	have   bool
 }
 
-// PullImage imports the ostree container image r reads into repo and
+// Pull imports the ostree container image r reads into repo and
 // points the image ref for imgref (ImageRefName) at its merge commit
 // (spec §5.3–§5.7, §5.9, §5.10).
 //
@@ -139,7 +147,7 @@ type layerState struct {
 // ref at the image's ostree commit, checked complete first. So layers that
 // finished survive an interrupted pull and a ref never points at partial
 // content. Every fetched layer is also recorded with tar-split
-// (layerrecord.go) so that PushImage can rebuild it. Derived layers are then
+// (layerrecord.go) so that Push can rebuild it. Derived layers are then
 // applied in manifest order onto the base commit's tree and the merge
 // commit is written, in one more transaction that sets the image ref; a
 // derived layer whose blob ref exists is rebuilt from its record instead of
@@ -150,7 +158,7 @@ type layerState struct {
 // afterwards (objects are not pruned). A GC running while another process
 // pulls may delete the layer refs of that pull (ostree-ext has the same
 // race); the objects stay until a prune and the next pull fetches them again.
-func PullImage(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref string, opts PullOptions) (*PullResult, error) {
+func Pull(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref string, opts PullOptions) (*PullResult, error) {
 	imageRef, err := ImageRefName(imgref)
 	if err != nil {
 		return nil, fmt.Errorf("image reference %q: %w", imgref, err)
@@ -163,7 +171,7 @@ func PullImage(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref stri
 	if err != nil {
 		return nil, err
 	}
-	layout, err := ParseImageLayout(mb, cb)
+	layout, err := encap.ParseImageLayout(mb, cb)
 	if err != nil {
 		return nil, err
 	}
@@ -283,13 +291,13 @@ func PullImage(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref stri
 	}
 	res.BaseCommit = base
 
-	merge, err := writeMerge(ctx, repo, r, derived, base, res.ManifestDigest, mb, cb, imageRef, opts.Derived, opts.Progress)
+	merge, err := writeMerge(ctx, repo, r, derived, base, res.ManifestDigest, mb, cb, imageRef, opts.Derived, opts.fetch())
 	if err != nil {
 		return nil, err
 	}
 	res.MergeCommit = merge
 	if !opts.NoGC {
-		n, err := GCImageLayers(repo)
+		n, err := GC(repo)
 		if err != nil {
 			return res, fmt.Errorf("image stored, but layer GC failed: %w", err)
 		}
@@ -313,11 +321,11 @@ func sameImage(repo *ostree.Repo, prev ostree.Checksum, md, cfg digest.Digest) (
 	if err != nil {
 		return false, err
 	}
-	if cm.Metadata.String(mergeMetaManifestDigest) == md.String() {
+	if cm.Metadata.String(derived.MergeMetaManifestDigest) == md.String() {
 		return true, nil
 	}
 	var m v1.Manifest
-	if s := cm.Metadata.String(mergeMetaManifest); s != "" && json.Unmarshal([]byte(s), &m) == nil {
+	if s := cm.Metadata.String(derived.MergeMetaManifest); s != "" && json.Unmarshal([]byte(s), &m) == nil {
 		return m.Config.Digest != "" && m.Config.Digest == cfg, nil
 	}
 	return false, nil
@@ -328,7 +336,7 @@ func sameImage(repo *ostree.Repo, prev ostree.Checksum, md, cfg digest.Digest) (
 // only after every component layer is, so that VerifyCommitComplete sees
 // their objects. On the first error the other fetches are cancelled.
 func fetchOstreeLayers(ctx context.Context, repo *ostree.Repo, r oci.Reader, missing []*layerState, opts PullOptions) error {
-	parallel, progress := opts.Parallel, opts.Progress
+	parallel, progress := opts.Parallel, opts.fetch()
 	if len(missing) == 0 {
 		return nil
 	}
@@ -408,24 +416,23 @@ func fetchOstreeLayers(ctx context.Context, repo *ostree.Repo, r oci.Reader, mis
 
 // importChunkLayerBlob fetches one component layer and commits it with its
 // object-set commit and blob ref.
-func importChunkLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, l *layerState, progress PullProgress) error {
+func importChunkLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, l *layerState, progress fetchConfig) error {
 	txn, err := repo.Begin()
 	if err != nil {
 		return err
 	}
 	defer txn.Abort()
-	im := newImporter(txn, false)
-	rec := newSplitRecorder(inlineOstreePayload)
-	info, err := importLayerBlob(ctx, r, l.desc, l.diffID, blobOptions{progress: progress, record: rec}, im.run)
+	var objs []ostree.Checksum
+	rec := tarsplit.NewRecorder(inlineOstreePayload)
+	info, err := blob.Fetch(ctx, r, l.desc, l.diffID, progress.options(rec), func(tr io.Reader) (err error) {
+		objs, err = ostreetar.ImportChunkLayerObjects(txn, tr)
+		return err
+	})
 	if err != nil {
 		return err
 	}
 	if err := writeOstreeRecord(txn, l, rec, info); err != nil {
 		return err
-	}
-	objs := make([]ostree.Checksum, 0, len(im.files))
-	for c := range im.files {
-		objs = append(objs, c)
 	}
 	c, err := writeObjectSetCommit(txn, objs)
 	if err != nil {
@@ -444,7 +451,7 @@ func importChunkLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, 
 // importCommitLayerBlob fetches the commit layer; before committing it
 // releases its slot in sem and calls wait, which reports whether every
 // component layer was imported.
-func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, l *layerState, progress PullProgress, verify func(*ostree.Txn, ostree.Checksum) error, sem chan struct{}, wait func() bool) error {
+func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, l *layerState, progress fetchConfig, verify func(*ostree.Txn, ostree.Checksum) error, sem chan struct{}, wait func() bool) error {
 	released := false
 	release := func() {
 		if !released {
@@ -459,9 +466,9 @@ func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader,
 	}
 	defer txn.Abort()
 	var commit ostree.Checksum
-	rec := newSplitRecorder(inlineOstreePayload)
-	info, err := importLayerBlob(ctx, r, l.desc, l.diffID, blobOptions{progress: progress, record: rec}, func(tr io.Reader) error {
-		c, err := ImportCommitLayer(txn, tr)
+	rec := tarsplit.NewRecorder(inlineOstreePayload)
+	info, err := blob.Fetch(ctx, r, l.desc, l.diffID, progress.options(rec), func(tr io.Reader) error {
+		c, err := ostreetar.ImportCommitLayer(txn, tr)
 		commit = c
 		return err
 	})
@@ -478,7 +485,7 @@ func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader,
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := VerifyCommitComplete(txn, commit); err != nil {
+	if err := ostreetar.VerifyCommitComplete(txn, commit); err != nil {
 		return err
 	}
 	if verify != nil {
@@ -499,8 +506,8 @@ func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader,
 // writeOstreeRecord writes the record of an ostree layer and its ref, when
 // the layer could be recorded (a layer that cannot is still imported; a
 // push then recompresses it).
-func writeOstreeRecord(txn *ostree.Txn, l *layerState, rec *splitRecorder, info *blobInfo) error {
-	split, err := rec.bytes()
+func writeOstreeRecord(txn *ostree.Txn, l *layerState, rec *tarsplit.Recorder, info *blob.Info) error {
+	split, err := rec.Bytes()
 	if err != nil {
 		return nil
 	}
@@ -566,24 +573,24 @@ func manifestOf(repo *ostree.Repo, c ostree.Checksum) (m *v1.Manifest, ok bool, 
 	if err != nil {
 		return nil, false, err
 	}
-	s := cm.Metadata.String(mergeMetaManifest)
+	s := cm.Metadata.String(derived.MergeMetaManifest)
 	if s == "" {
 		return nil, false, nil
 	}
 	m = new(v1.Manifest)
 	if err := json.Unmarshal([]byte(s), m); err != nil {
-		return nil, false, fmt.Errorf("commit %s: parsing %s: %w", c, mergeMetaManifest, err)
+		return nil, false, fmt.Errorf("commit %s: parsing %s: %w", c, derived.MergeMetaManifest, err)
 	}
 	return m, true, nil
 }
 
-// GCImageLayers deletes every layer ref (BlobRefPrefix, TarSplitRefPrefix) whose digest no
+// GC deletes every layer ref (BlobRefPrefix, TarSplitRefPrefix) whose digest no
 // stored image lists (§5.10): the roots are the manifests of all image refs
 // and of the commits under ostree/0/, ostree/1/, rpmostree/base/ and
 // ostree/container/baseimage/ that carry one. Objects are not pruned.
 // It returns how many layer blob refs were deleted (a layer's record ref
 // goes with it and is not counted).
-func GCImageLayers(repo *ostree.Repo) (int, error) {
+func GC(repo *ostree.Repo) (int, error) {
 	refs, err := repo.ListRefs()
 	if err != nil {
 		return 0, err
@@ -609,7 +616,7 @@ func GCImageLayers(repo *ostree.Repo) (int, error) {
 		}
 		if !ok {
 			if isImage {
-				return 0, fmt.Errorf("ref %s: commit %s has no %s metadata", ref.Name, ref.Checksum, mergeMetaManifest)
+				return 0, fmt.Errorf("ref %s: commit %s has no %s metadata", ref.Name, ref.Checksum, derived.MergeMetaManifest)
 			}
 			continue
 		}
@@ -680,9 +687,9 @@ func (i ImageInfo) MarshalJSON() ([]byte, error) {
 	}{plain(i), i.MergeCommit.String()})
 }
 
-// ListImages lists the images stored under ImageRefPrefix, sorted by
+// List lists the images stored under ImageRefPrefix, sorted by
 // image reference.
-func ListImages(repo *ostree.Repo) ([]ImageInfo, error) {
+func List(repo *ostree.Repo) ([]ImageInfo, error) {
 	refs, err := repo.ListRefs()
 	if err != nil {
 		return nil, err
@@ -701,11 +708,11 @@ func ListImages(repo *ostree.Repo) ([]ImageInfo, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ref %s: %w", ref.Name, err)
 		}
-		info := ImageInfo{ImageRef: name, MergeCommit: ref.Checksum, ManifestDigest: cm.Metadata.String(mergeMetaManifestDigest)}
+		info := ImageInfo{ImageRef: name, MergeCommit: ref.Checksum, ManifestDigest: cm.Metadata.String(derived.MergeMetaManifestDigest)}
 		var cfg v1.Image
-		if s := cm.Metadata.String(mergeMetaImageConfig); s != "" && s != "null" {
+		if s := cm.Metadata.String(derived.MergeMetaImageConfig); s != "" && s != "null" {
 			if err := json.Unmarshal([]byte(s), &cfg); err != nil {
-				return nil, fmt.Errorf("ref %s: parsing %s: %w", ref.Name, mergeMetaImageConfig, err)
+				return nil, fmt.Errorf("ref %s: parsing %s: %w", ref.Name, derived.MergeMetaImageConfig, err)
 			}
 		}
 		labels := cfg.Config.Labels

@@ -1,4 +1,4 @@
-package encap
+package imgstore
 
 import (
 	"context"
@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/ocitree/ocitree/encap"
+	"github.com/ocitree/ocitree/encap/blob"
+	"github.com/ocitree/ocitree/encap/derived"
+	"github.com/ocitree/ocitree/encap/imgstore/internal/tarsplit"
 	"github.com/ocitree/ocitree/oci"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/opencontainers/go-digest"
@@ -34,7 +38,7 @@ type derivedState struct {
 }
 
 // derivedLayers looks up the blob refs of the image's derived layers.
-func derivedLayers(repo *ostree.Repo, layout *ImageLayout) ([]*derivedState, error) {
+func derivedLayers(repo *ostree.Repo, layout *encap.ImageLayout) ([]*derivedState, error) {
 	var out []*derivedState
 	for i := layout.OstreeLayers; i < len(layout.Manifest.Layers); i++ {
 		desc := layout.Manifest.Layers[i]
@@ -124,7 +128,7 @@ func readCachedUpdate(repo *ostree.Repo, c ostree.Checksum, current string) (*Ca
 // blob ref exists is rebuilt from its record and the store; one that does
 // not is fetched, recorded, and gets its record and blob ref in the same
 // transaction.
-func writeMerge(ctx context.Context, repo *ostree.Repo, r oci.Reader, derived []*derivedState, base ostree.Checksum, md digest.Digest, mb, cb []byte, imageRef string, dopts DerivedOptions, progress PullProgress) (ostree.Checksum, error) {
+func writeMerge(ctx context.Context, repo *ostree.Repo, r oci.Reader, layers []*derivedState, base ostree.Checksum, md digest.Digest, mb, cb []byte, imageRef string, dopts derived.Options, progress fetchConfig) (ostree.Checksum, error) {
 	var zero ostree.Checksum
 	bc, err := repo.ReadCommit(base)
 	if err != nil {
@@ -136,7 +140,7 @@ func writeMerge(ctx context.Context, repo *ostree.Repo, r oci.Reader, derived []
 	}
 	defer txn.Abort()
 	tree := ostree.NewMutableTreeFrom(repo, bc.RootTree, bc.RootMeta)
-	for _, d := range derived {
+	for _, d := range layers {
 		switch {
 		case d.have:
 			err = reapplyDerived(repo, txn, tree, d.record, d, dopts)
@@ -149,7 +153,7 @@ func writeMerge(ctx context.Context, repo *ostree.Repo, r oci.Reader, derived []
 			return zero, fmt.Errorf("derived layer %d (%s): %w", d.index, d.desc.Digest, err)
 		}
 	}
-	merge, err := WriteMergeCommit(txn, tree, base, md.String(), mb, cb)
+	merge, err := derived.WriteMergeCommit(txn, tree, base, md.String(), mb, cb)
 	if err != nil {
 		return zero, err
 	}
@@ -164,22 +168,22 @@ func writeMerge(ctx context.Context, repo *ostree.Repo, r oci.Reader, derived []
 
 // fetchDerived fetches one derived layer, applies it onto tree and writes
 // its record and blob ref.
-func fetchDerived(ctx context.Context, txn *ostree.Txn, r oci.Reader, tree *ostree.MutableTree, d *derivedState, dopts DerivedOptions, progress PullProgress) error {
-	rec := newSplitRecorder(nil)
+func fetchDerived(ctx context.Context, txn *ostree.Txn, r oci.Reader, tree *ostree.MutableTree, d *derivedState, dopts derived.Options, progress fetchConfig) error {
+	rec := tarsplit.NewRecorder(nil)
 	var payloads []ostree.Checksum
-	info, err := importLayerBlob(ctx, r, d.desc, d.diffID, blobOptions{progress: progress, record: rec}, func(tr io.Reader) error {
-		_, err := applyDerivedLayer(txn, tree, tr, dopts, func(c ostree.Checksum) { payloads = append(payloads, c) })
+	info, err := blob.Fetch(ctx, r, d.desc, d.diffID, progress.options(rec), func(tr io.Reader) error {
+		_, err := derived.ApplyRecording(txn, tree, tr, dopts, func(c ostree.Checksum) { payloads = append(payloads, c) })
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	split, err := rec.bytes()
+	split, err := rec.Bytes()
 	if err != nil {
 		return err
 	}
-	if len(rec.payloads) != len(payloads) {
-		return fmt.Errorf("recording: %d payloads in the tar but %d stored", len(rec.payloads), len(payloads))
+	if rec.Payloads() != len(payloads) {
+		return fmt.Errorf("recording: %d payloads in the tar but %d stored", rec.Payloads(), len(payloads))
 	}
 	c, err := writeLayerRecord(txn, recordDerived, &blobDesc{diffID: d.diffID, mediaType: d.desc.MediaType, size: d.desc.Size}, info, split, payloads)
 	if err != nil {
@@ -190,7 +194,7 @@ func fetchDerived(ctx context.Context, txn *ostree.Txn, r oci.Reader, tree *ostr
 
 // reapplyDerived applies a stored derived layer onto tree from its record;
 // the rebuilt tar is checked against the layer's diff_id.
-func reapplyDerived(repo *ostree.Repo, txn *ostree.Txn, tree *ostree.MutableTree, record ostree.Checksum, d *derivedState, dopts DerivedOptions) error {
+func reapplyDerived(repo *ostree.Repo, txn *ostree.Txn, tree *ostree.MutableTree, record ostree.Checksum, d *derivedState, dopts derived.Options) error {
 	rec, err := readLayerRecord(repo, record)
 	if err != nil {
 		return err
@@ -199,14 +203,14 @@ func reapplyDerived(repo *ostree.Repo, txn *ostree.Txn, tree *ostree.MutableTree
 		return fmt.Errorf("layer record %s is not this layer's (kind %q, diff_id %s)", record, rec.Kind, rec.DiffID)
 	}
 	return withAssembledTar(repo, rec, func(tr io.Reader) error {
-		_, err := ApplyDerivedLayer(txn, tree, tr, dopts)
+		_, err := derived.Apply(txn, tree, tr, dopts)
 		return err
 	})
 }
 
 // reuseDerived applies a derived layer from the record of a stored layer
 // with the same diff_id and gives it a record and blob ref of its own.
-func reuseDerived(repo *ostree.Repo, txn *ostree.Txn, tree *ostree.MutableTree, d *derivedState, dopts DerivedOptions) error {
+func reuseDerived(repo *ostree.Repo, txn *ostree.Txn, tree *ostree.MutableTree, d *derivedState, dopts derived.Options) error {
 	if err := reapplyDerived(repo, txn, tree, d.reuse.record, d, dopts); err != nil {
 		return err
 	}
@@ -223,7 +227,7 @@ func withAssembledTar(repo *ostree.Repo, rec *layerRecord, consume func(io.Reade
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := assembleTar(pw, rec.TarSplit, rec.opener(repo))
+		err := tarsplit.Assemble(pw, rec.TarSplit, rec.opener(repo))
 		pw.CloseWithError(err)
 		done <- err
 	}()
@@ -241,7 +245,7 @@ func withAssembledTar(repo *ostree.Repo, rec *layerRecord, consume func(io.Reade
 		return err
 	}
 	if got := dig.Digest(); got != rec.DiffID {
-		return fmt.Errorf("rebuilt layer is %s, recorded diff_id %s: %w", got, rec.DiffID, errRecordMismatch)
+		return fmt.Errorf("rebuilt layer is %s, recorded diff_id %s: %w", got, rec.DiffID, tarsplit.ErrRecordMismatch)
 	}
 	return nil
 }

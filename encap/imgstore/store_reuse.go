@@ -1,4 +1,4 @@
-package encap
+package imgstore
 
 // Reuse by diff_id (§5.3 step 6, ostree-ext's newer behaviour): a layer
 // whose blob is not stored but whose uncompressed tar (diff_id) is — the
@@ -149,7 +149,7 @@ func withoutStored(ls []*layerState, stored map[digest.Digest]storedLayer) []*la
 	return out
 }
 
-// RefusedError is returned by PullImage when PullOptions.VerifyCommit
+// RefusedError is returned by Pull when PullOptions.VerifyCommit
 // refused the image's ostree commit.
 type RefusedError struct {
 	Commit ostree.Checksum

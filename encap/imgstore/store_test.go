@@ -1,4 +1,4 @@
-package encap
+package imgstore
 
 import (
 	"archive/tar"
@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/ocitree/ocitree/encap"
+	"github.com/ocitree/ocitree/encap/pack"
 	"github.com/ocitree/ocitree/oci"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/opencontainers/go-digest"
@@ -65,16 +67,16 @@ func storeCommit(t *testing.T, repo *ostree.Repo, files map[string]string, ts in
 
 // storeEncap encapsulates c into the oci: layout dir under tag, keeping the
 // layer layout of prior (an image reference) when set.
-func storeEncap(t *testing.T, repo *ostree.Repo, c ostree.Checksum, dir, tag string, prior *Result) *Result {
+func storeEncap(t *testing.T, repo *ostree.Repo, c ostree.Checksum, dir, tag string, prior *encap.Result) *encap.Result {
 	t.Helper()
 	ctx := context.Background()
 	ref, err := oci.ParseRef("oci:" + dir + ":" + tag)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{}
+	opts := encap.Options{}
 	if prior != nil {
-		layout, err := ParseImageLayout(prior.Manifest, prior.Config)
+		layout, err := encap.ParseImageLayout(prior.Manifest, prior.Config)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,14 +84,14 @@ func storeEncap(t *testing.T, repo *ostree.Repo, c ostree.Checksum, dir, tag str
 		if err != nil {
 			t.Fatal(err)
 		}
-		opts.Prior = PriorLayers(ann)
+		opts.Prior = pack.PriorLayers(ann)
 	}
 	w, err := oci.NewWriter(ctx, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	res, err := Encapsulate(ctx, repo, c, w, opts)
+	res, err := encap.Encapsulate(ctx, repo, c, w, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +120,7 @@ func storePull(t *testing.T, repo *ostree.Repo, imgref string, opts PullOptions)
 		t.Fatal(err)
 	}
 	defer rd.Close()
-	return PullImage(ctx, repo, rd, ref.ImageString(), opts)
+	return Pull(ctx, repo, rd, ref.ImageString(), opts)
 }
 
 func blobRef(t *testing.T, d digest.Digest) string {
@@ -321,20 +323,20 @@ func TestPullImage(t *testing.T) {
 		t.Errorf("GC removed %d refs while both images are stored", res2.GCRemoved)
 	}
 
-	list, err := ListImages(repo)
+	list, err := List(repo)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(list) != 2 || list[0].ImageRef != "oci:"+dir+":v1" || list[1].ImageRef != "oci:"+dir+":v2" ||
 		list[0].MergeCommit != res.MergeCommit || list[1].ManifestDigest != img2.ManifestDigest.String() {
-		t.Errorf("ListImages = %+v", list)
+		t.Errorf("List = %+v", list)
 	}
 
 	// Dropping v1 makes its own layers garbage.
 	if err := repo.SetRef(imgRefName, nil); err != nil {
 		t.Fatal(err)
 	}
-	n, err := GCImageLayers(repo)
+	n, err := GC(repo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,7 +429,7 @@ func TestPullImageCancelled(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = PullImage(ctx, repo, rd, ref.ImageString(), PullOptions{})
+	_, err = Pull(ctx, repo, rd, ref.ImageString(), PullOptions{})
 	if err == nil || !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled pull: %v, want context.Canceled", err)
 	}
@@ -440,7 +442,7 @@ func TestPullImageCancelled(t *testing.T) {
 
 // storeDerive writes the image img of the layout dir plus one uncompressed
 // derived layer (the tar layer) as dir:tag and returns the manifest digest.
-func storeDerive(t *testing.T, dir string, img *Result, layer []byte, tag string) digest.Digest {
+func storeDerive(t *testing.T, dir string, img *encap.Result, layer []byte, tag string) digest.Digest {
 	_, md := deriveImage(t, dir, img, layer, v1.MediaTypeImageLayer, digest.FromBytes(layer), tag)
 	return md
 }
@@ -448,7 +450,7 @@ func storeDerive(t *testing.T, dir string, img *Result, layer []byte, tag string
 // deriveImage writes the image img of the layout dir plus one derived layer
 // blob (media type mt, uncompressed digest diffID) as dir:tag, and returns
 // the layer's descriptor and the manifest digest.
-func deriveImage(t *testing.T, dir string, img *Result, blob []byte, mt string, diffID digest.Digest, tag string) (v1.Descriptor, digest.Digest) {
+func deriveImage(t *testing.T, dir string, img *encap.Result, blob []byte, mt string, diffID digest.Digest, tag string) (v1.Descriptor, digest.Digest) {
 	t.Helper()
 	ctx := context.Background()
 	ref, err := oci.ParseRef("oci:" + dir + ":" + tag)
@@ -777,7 +779,7 @@ func TestPullImageLayerRecords(t *testing.T) {
 	realFsck(t, repo)
 
 	// Removing the images removes the records with the layers.
-	if _, err := RemoveImages(repo, []string{"oci:" + dir + ":d1", "oci:" + dir + ":d2"}); err != nil {
+	if _, err := Remove(repo, []string{"oci:" + dir + ":d1", "oci:" + dir + ":d2"}); err != nil {
 		t.Fatal(err)
 	}
 	if refs := refMap(t, repo); len(refs) != 0 {
@@ -825,9 +827,9 @@ func TestPullCheckCachedUpdate(t *testing.T) {
 	}
 	listed := func() ImageInfo {
 		t.Helper()
-		imgs, err := ListImages(repo)
+		imgs, err := List(repo)
 		if err != nil || len(imgs) != 1 {
-			t.Fatalf("ListImages = %v, %v", imgs, err)
+			t.Fatalf("List = %v, %v", imgs, err)
 		}
 		return imgs[0]
 	}

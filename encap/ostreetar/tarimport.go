@@ -1,4 +1,4 @@
-package encap
+package ostreetar
 
 // The reader side of the ostree-container tar stream: what ostree-ext's
 // tar/import.rs accepts (§3.7), with every object's checksum verified.
@@ -491,4 +491,62 @@ func VerifyCommitComplete(txn *ostree.Txn, commit ostree.Checksum) error {
 		return fmt.Errorf("commit %s is incomplete: %d objects missing: %s", commit, nMissing, strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// ObjectOfTarName parses the name of an object entry of an ostree layer
+// (sysroot/ostree/repo/objects/XX/YYYY….TYPE) whose payload the store can
+// give back.
+func ObjectOfTarName(name string) (ostree.Checksum, ostree.ObjectType, bool) {
+	var zero ostree.Checksum
+	name = strings.TrimPrefix(strings.TrimLeft(name, "/"), "./")
+	rest, ok := strings.CutPrefix(name, objectsPrefix)
+	if !ok || len(rest) < 3 || rest[2] != '/' {
+		return zero, 0, false
+	}
+	hexpart, ext, ok := strings.Cut(rest[:2]+rest[3:], ".")
+	if !ok {
+		return zero, 0, false
+	}
+	var typ ostree.ObjectType
+	switch ext {
+	case sfxFile:
+		typ = ostree.ObjFile
+	case sfxDirTree:
+		typ = ostree.ObjDirTree
+	case sfxDirMeta:
+		typ = ostree.ObjDirMeta
+	case sfxCommit:
+		typ = ostree.ObjCommit
+	case sfxCommitMeta:
+		typ = ostree.ObjCommitMeta
+	default:
+		return zero, 0, false
+	}
+	c, err := ostree.ParseChecksum(hexpart)
+	if err != nil {
+		return zero, 0, false
+	}
+	return c, typ, true
+}
+
+// ImportChunkLayerObjects is ImportChunkLayer that also returns the content
+// objects the layer holds, in no particular order.
+func ImportChunkLayerObjects(txn *ostree.Txn, r io.Reader) ([]ostree.Checksum, error) {
+	im := newImporter(txn, false)
+	if err := im.run(r); err != nil {
+		return nil, err
+	}
+	objs := make([]ostree.Checksum, 0, len(im.files))
+	for c := range im.files {
+		objs = append(objs, c)
+	}
+	return objs, nil
+}
+
+// dirName is dir for messages, "/" for the root.
+func dirName(dir string) string {
+	if dir == "" {
+		return "/"
+	}
+	return dir
 }

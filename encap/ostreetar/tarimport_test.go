@@ -1,4 +1,4 @@
-package encap
+package ostreetar
 
 import (
 	"archive/tar"
@@ -93,7 +93,7 @@ type layerFixture struct {
 	r      *ostree.Repo
 	c      ostree.Checksum
 	cm     *ostree.Commit
-	objs   []ChunkObject
+	objs   []ostree.ContentObject
 	commit []byte // the commit layer with every object
 	chunk  []byte // a chunk layer with every object
 	big    []byte
@@ -568,3 +568,24 @@ func TestImportIgnoresNonRepoEntries(t *testing.T) {
 }
 
 func someHex() string { return strings.Repeat("ab", 32) }
+
+func TestObjectOfTarName(t *testing.T) {
+	h := strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"sysroot/ostree/repo/objects/ab/" + h[2:] + ".file", true},
+		{"./sysroot/ostree/repo/objects/ab/" + h[2:] + ".dirtree", true},
+		{"sysroot/ostree/repo/objects/ab/" + h[2:] + ".commitmeta", true},
+		{"sysroot/ostree/repo/objects/ab/" + h[2:] + ".file-xattrs", false},
+		{"sysroot/ostree/repo/xattrs/" + h, false},
+		{"sysroot/ostree/repo/objects/ab/" + h[4:] + ".file", false},
+		{"usr/bin/sh", false},
+	} {
+		c, _, ok := ObjectOfTarName(tc.name)
+		if ok != tc.ok || (ok && c.String() != h) {
+			t.Errorf("ObjectOfTarName(%q) = %s, %v; want ok=%v", tc.name, c, ok, tc.ok)
+		}
+	}
+}

@@ -1,4 +1,4 @@
-package encap
+package ostreetar
 
 // The writer side of the ostree-container tar stream ("tar format v1").
 //
@@ -119,70 +119,9 @@ func mapEtc(rel string) string {
 	return rel
 }
 
-// ChunkObject is one content object and every path where the commit has it.
-type ChunkObject struct {
-	Checksum ostree.Checksum
-	// Paths are absolute, as in the commit ("/usr/bin/sh",
-	// "/usr/etc/passwd"), in tree-walk order.
-	Paths []string
-	// Size is the object's payload size in bytes (0 for a symlink), filled
-	// in by CommitObjects; the layer writers do not use it.
-	Size int64
-}
-
 // Chunk is the content of one layer. Its objects are emitted in ascending
 // checksum order whatever their order here; each checksum may appear once.
-type Chunk struct{ Objects []ChunkObject }
-
-// CommitObjects walks a commit and returns every content object once, with
-// all its paths and its payload size. The walk visits a directory's files,
-// then its subdirectories, each in dirtree (name) order, recursively; objects
-// are returned in the order of their first path, and each object's paths in
-// walk order.
-func CommitObjects(repo *ostree.Repo, commit ostree.Checksum) ([]ChunkObject, error) {
-	cm, err := repo.ReadCommit(commit)
-	if err != nil {
-		return nil, fmt.Errorf("commit %s: %w", commit, err)
-	}
-	index := map[ostree.Checksum]int{}
-	var out []ChunkObject
-	var walk func(dir string, tree ostree.Checksum) error
-	walk = func(dir string, tree ostree.Checksum) error {
-		dt, err := repo.ReadDirTree(tree)
-		if err != nil {
-			return fmt.Errorf("dirtree %s of %s: %w", tree, dirName(dir), err)
-		}
-		for _, f := range dt.Files {
-			p := dir + "/" + f.Name
-			if i, ok := index[f.Checksum]; ok {
-				out[i].Paths = append(out[i].Paths, p)
-				continue
-			}
-			index[f.Checksum] = len(out)
-			out = append(out, ChunkObject{Checksum: f.Checksum, Paths: []string{p}})
-		}
-		for _, d := range dt.Dirs {
-			if err := walk(dir+"/"+d.Name, d.Tree); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := walk("", cm.RootTree); err != nil {
-		return nil, err
-	}
-	if err := fillSizes(repo, out); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func dirName(dir string) string {
-	if dir == "" {
-		return "/"
-	}
-	return dir
-}
+type Chunk struct{ Objects []ostree.ContentObject }
 
 // layerWriter writes one layer.
 type layerWriter struct {
@@ -332,9 +271,9 @@ func encodeXattrs(xs []ostree.Xattr) ([]byte, error) {
 
 // sortedChunk returns the chunk's objects in ascending checksum order,
 // refusing a checksum listed twice.
-func sortedChunk(ch Chunk) ([]ChunkObject, error) {
+func sortedChunk(ch Chunk) ([]ostree.ContentObject, error) {
 	objs := slices.Clone(ch.Objects)
-	slices.SortFunc(objs, func(a, b ChunkObject) int { return bytes.Compare(a.Checksum[:], b.Checksum[:]) })
+	slices.SortFunc(objs, func(a, b ostree.ContentObject) int { return bytes.Compare(a.Checksum[:], b.Checksum[:]) })
 	for i := 1; i < len(objs); i++ {
 		if objs[i].Checksum == objs[i-1].Checksum {
 			return nil, fmt.Errorf("content object %s listed twice in one chunk", objs[i].Checksum)
@@ -358,7 +297,7 @@ func (lw *layerWriter) chunk(ch Chunk) error {
 
 // content writes one content object (§3.5): its xattrs link (the NEW
 // regular-file form), the object entry, then one entry per checkout path.
-func (lw *layerWriter) content(o ChunkObject) (err error) {
+func (lw *layerWriter) content(o ostree.ContentObject) (err error) {
 	names := make([]string, len(o.Paths))
 	for i, p := range o.Paths {
 		if names[i], err = checkoutPath(p); err != nil {

@@ -1,4 +1,4 @@
-package encap
+package ostreetar
 
 import (
 	"archive/tar"
@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -23,55 +22,6 @@ import (
 )
 
 // ---- environment ----
-
-func skipOrFail(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true: "+format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root (chown, setuid bits, bare repositories)")
-	}
-}
-
-const ostreeBin = "/usr/bin/ostree"
-
-func requireOstree(t testing.TB) {
-	t.Helper()
-	if _, err := os.Stat(ostreeBin); err != nil {
-		skipOrFail(t, "%s not installed: %v", ostreeBin, err)
-	}
-}
-
-func runOstree(t testing.TB, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(ostreeBin, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ostree %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-func fsck(t testing.TB, r *ostree.Repo) {
-	t.Helper()
-	requireOstree(t)
-	runOstree(t, "fsck", "--repo="+r.Path())
-}
-
-func newRepo(t testing.TB, m ostree.Mode) *ostree.Repo {
-	t.Helper()
-	r, err := ostree.Init(filepath.Join(t.TempDir(), "repo"), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
-}
 
 // ---- source trees ----
 
@@ -180,15 +130,6 @@ func buildSource(t testing.TB) string {
 	mkDir(t, root, "tmp", 0o1777)
 	mkDir(t, root, "sysroot", 0o755)
 	return root
-}
-
-func commitDir(t testing.TB, r *ostree.Repo, src string) ostree.Checksum {
-	t.Helper()
-	c, err := r.CommitDir(src, ostree.CommitOptions{Subject: "test", NoParent: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // ---- tree comparison ----
@@ -308,16 +249,16 @@ func checkout(t testing.TB, r *ostree.Repo, c ostree.Checksum) string {
 
 // ---- layers ----
 
-func allObjects(t testing.TB, r *ostree.Repo, c ostree.Checksum) []ChunkObject {
+func allObjects(t testing.TB, r *ostree.Repo, c ostree.Checksum) []ostree.ContentObject {
 	t.Helper()
-	objs, err := CommitObjects(r, c)
+	objs, err := ostree.CommitObjects(r, c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return objs
 }
 
-func commitLayer(t testing.TB, r *ostree.Repo, c ostree.Checksum, rest []ChunkObject) []byte {
+func commitLayer(t testing.TB, r *ostree.Repo, c ostree.Checksum, rest []ostree.ContentObject) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := WriteCommitLayer(&buf, r, c, Chunk{Objects: rest}); err != nil {
@@ -326,7 +267,7 @@ func commitLayer(t testing.TB, r *ostree.Repo, c ostree.Checksum, rest []ChunkOb
 	return buf.Bytes()
 }
 
-func chunkLayer(t testing.TB, r *ostree.Repo, objs []ChunkObject) []byte {
+func chunkLayer(t testing.TB, r *ostree.Repo, objs []ostree.ContentObject) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := WriteChunkLayer(&buf, r, Chunk{Objects: objs}); err != nil {
@@ -518,7 +459,7 @@ func checkConventions(t *testing.T, ents []tarEntry) map[string]int {
 
 // checkContent checks each object of objs is in the layer once, after its
 // xattrs link, followed by an entry for each checkout path.
-func checkContent(t *testing.T, r *ostree.Repo, ents []tarEntry, index map[string]int, objs []ChunkObject) {
+func checkContent(t *testing.T, r *ostree.Repo, ents []tarEntry, index map[string]int, objs []ostree.ContentObject) {
 	t.Helper()
 	for _, o := range objs {
 		op := handObjectPath(o.Checksum, "file")
@@ -833,7 +774,7 @@ func TestCommitObjects(t *testing.T) {
 	r := newRepo(t, ostree.ModeBareUser)
 	c := commitDir(t, r, src)
 	objs := allObjects(t, r, c)
-	byPath := map[string]ChunkObject{}
+	byPath := map[string]ostree.ContentObject{}
 	seen := map[ostree.Checksum]bool{}
 	total := 0
 	for _, o := range objs {
@@ -887,7 +828,7 @@ func TestSplitLayers(t *testing.T) {
 	r := newRepo(t, ostree.ModeBareUser)
 	c := commitDir(t, r, src)
 	objs := allObjects(t, r, c)
-	var a, b, rest []ChunkObject
+	var a, b, rest []ostree.ContentObject
 	for i, o := range objs {
 		switch i % 3 {
 		case 0:
@@ -947,10 +888,10 @@ func TestWriteRefusals(t *testing.T) {
 	}
 	objs := allObjects(t, r, c)
 	for name, ch := range map[string]Chunk{
-		"relative path": {Objects: []ChunkObject{{Checksum: objs[0].Checksum, Paths: []string{"a"}}}},
-		"dotdot path":   {Objects: []ChunkObject{{Checksum: objs[0].Checksum, Paths: []string{"/x/../a"}}}},
-		"twice":         {Objects: []ChunkObject{objs[0], objs[0]}},
-		"missing":       {Objects: []ChunkObject{{Paths: []string{"/a"}}}},
+		"relative path": {Objects: []ostree.ContentObject{{Checksum: objs[0].Checksum, Paths: []string{"a"}}}},
+		"dotdot path":   {Objects: []ostree.ContentObject{{Checksum: objs[0].Checksum, Paths: []string{"/x/../a"}}}},
+		"twice":         {Objects: []ostree.ContentObject{objs[0], objs[0]}},
+		"missing":       {Objects: []ostree.ContentObject{{Paths: []string{"/a"}}}},
 	} {
 		if err := WriteChunkLayer(io.Discard, r, ch); err == nil {
 			t.Errorf("%s: no error", name)

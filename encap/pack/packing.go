@@ -1,4 +1,4 @@
-package encap
+package pack
 
 import (
 	"cmp"
@@ -122,28 +122,6 @@ func mergeCost(sa, qa, sb, qb float64) float64 {
 	y := float64(sb * qb)
 	y = float64(y * (1 - qa))
 	return x + y
-}
-
-// ExpectedRedownload is the cost model's value for a packing: the expected
-// bytes re-fetched per update, for updates intervalDays apart. Layers name
-// their components, so components sharing a name count in every layer that
-// lists it.
-func ExpectedRedownload(layers []Layer, components []Component, intervalDays float64) float64 {
-	byName := make(map[string][]*Component)
-	for i := range components {
-		byName[components[i].Name] = append(byName[components[i].Name], &components[i])
-	}
-	total := 0.0
-	for _, l := range layers {
-		unchanged := 1.0
-		for _, n := range l.Components {
-			for _, c := range byName[n] {
-				unchanged = float64(unchanged * unchangedProbability(c.ChangeFrequency, intervalDays))
-			}
-		}
-		total += float64(float64(l.Size) * (1 - unchanged))
-	}
-	return total
 }
 
 // packInput is the validated input of a packing.
@@ -520,7 +498,7 @@ func layersFromBins(comps []Component, bins [][]int) []Layer {
 	layers := make([]Layer, 0, len(bins))
 	for _, bin := range bins {
 		members := slices.Clone(bin)
-		slices.SortFunc(members, func(a, b int) int { return compareComponents(&comps[a], &comps[b]) })
+		slices.SortFunc(members, func(a, b int) int { return CompareComponents(&comps[a], &comps[b]) })
 		var l Layer
 		ids := make([]string, 0, len(members))
 		for _, i := range members {
@@ -532,7 +510,7 @@ func layersFromBins(comps []Component, bins [][]int) []Layer {
 			l.Objects = append(l.Objects, c.Objects...)
 			l.Size += c.Size
 		}
-		sortChecksums(l.Objects)
+		ostree.SortChecksums(l.Objects)
 		l.Name = chunkName(ids)
 		layers = append(layers, l)
 	}

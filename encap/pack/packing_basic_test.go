@@ -1,4 +1,4 @@
-package encap
+package pack
 
 import (
 	"cmp"
@@ -300,4 +300,26 @@ func meanStdDev(data []uint64) (float64, float64) {
 		ss += float64(d * d)
 	}
 	return mean, math.Sqrt(ss / float64(len(data)))
+}
+
+// ExpectedRedownload is the cost model's value for a packing: the expected
+// bytes re-fetched per update, for updates intervalDays apart. Layers name
+// their components, so components sharing a name count in every layer that
+// lists it.
+func ExpectedRedownload(layers []Layer, components []Component, intervalDays float64) float64 {
+	byName := make(map[string][]*Component)
+	for i := range components {
+		byName[components[i].Name] = append(byName[components[i].Name], &components[i])
+	}
+	total := 0.0
+	for _, l := range layers {
+		unchanged := 1.0
+		for _, n := range l.Components {
+			for _, c := range byName[n] {
+				unchanged = float64(unchanged * unchangedProbability(c.ChangeFrequency, intervalDays))
+			}
+		}
+		total += float64(float64(l.Size) * (1 - unchanged))
+	}
+	return total
 }

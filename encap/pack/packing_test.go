@@ -1,4 +1,4 @@
-package encap
+package pack
 
 import (
 	"crypto/sha256"
@@ -17,7 +17,7 @@ import (
 // their packing with.
 func fcosComponents(t *testing.T) []Component {
 	t.Helper()
-	f, err := os.Open(filepath.Join("..", "testdata", "fedora-coreos-contentmeta.json.gz"))
+	f, err := os.Open(filepath.Join("..", "..", "testdata", "fedora-coreos-contentmeta.json.gz"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +324,7 @@ func annotations(layers []Layer) []string {
 
 func TestPackPriorStability(t *testing.T) {
 	comps := withObjects(fcosComponents(t))
-	comps = append(comps, Component{Name: KernelComponent, Identifier: "kernel (6.0.7)", Size: 12e6,
+	comps = append(comps, Component{Name: "kernel", Identifier: "kernel (6.0.7)", Size: 12e6,
 		ChangeFrequency: MaxFrequency, Exclusive: true, Objects: []ostree.Checksum{{1}}})
 	first, err := Pack(comps, DefaultMaxLayers, nil)
 	if err != nil {

@@ -1,60 +1,15 @@
-package encap
+package pkgdb
 
 import (
-	"cmp"
 	"fmt"
 	"maps"
-	"math"
 	"path"
 	"slices"
 	"strings"
 
+	"github.com/ocitree/ocitree/encap/pack"
 	"github.com/ocitree/ocitree/ostree"
 )
-
-// Component is a set of content objects that change together: a package,
-// the kernel, the unpackaged rest, or a directory group. Components are what
-// Pack distributes over layers; their names are what the layer annotation
-// ostree.components lists (spec §4.4, ObjectSourceMeta).
-type Component struct {
-	// Name is the human name, e.g. a package name; it goes into the
-	// ostree.components annotation and is what a later build matches against
-	// (§4.6). It must not be empty nor contain a comma.
-	Name string
-	// Identifier is unique among the components of one build, e.g.
-	// name_version_arch for a Debian package (NEVRA for rpm). Empty means Name.
-	Identifier string
-	// SrcID names the source the component is built from (source package).
-	SrcID string
-	// Size is the sum of the payload sizes of Objects.
-	Size int64
-	// ChangeTimeOffset is the number of hours between the oldest component's
-	// last change and this one's (rpm-ostree's change_time_offset); 0 when
-	// unknown. MaxFrequency marks content that changes with every build.
-	ChangeTimeOffset uint32
-	// ChangeFrequency is how often the component changed in the last year
-	// (changelog entries within 365 days of the newest one in the tree).
-	// 0 means no change or unknown; MaxFrequency means every build.
-	ChangeFrequency uint32
-	// Exclusive asks for a layer that holds this component alone (the kernel;
-	// every entry of a --contentmeta file).
-	Exclusive bool
-	// Objects are the content objects of the component, sorted by checksum.
-	// Every object of a commit belongs to exactly one component.
-	Objects []ostree.Checksum
-}
-
-// ID is the component's identifier, or its name when it has none.
-func (c *Component) ID() string {
-	if c.Identifier != "" {
-		return c.Identifier
-	}
-	return c.Name
-}
-
-// MaxFrequency is the change frequency (and change-time offset) of content
-// that is expected to differ in every build, like rpm-ostree's u32::MAX.
-const MaxFrequency = math.MaxUint32
 
 // Names of the synthetic components Attribute creates.
 const (
@@ -112,9 +67,9 @@ func (o *AttributeOptions) warnf(format string, args ...any) {
 // whose name sorts first (then identifier), as rpm-ostree does; objects no
 // package owns form "unpackaged". Components without objects are left out,
 // except contentmeta layers. The result is sorted by name, then identifier.
-func Attribute(repo *ostree.Repo, commit ostree.Checksum, objs []ObjectInfo, opts AttributeOptions) ([]Component, error) {
+func Attribute(repo *ostree.Repo, commit ostree.Checksum, objs []ostree.ContentObject, opts AttributeOptions) ([]pack.Component, error) {
 	ix := newTreeIndex(repo, objs)
-	var enrich []Component
+	var enrich []pack.Component
 	if opts.ContentMeta != "" {
 		cm, err := ReadContentMeta(opts.ContentMeta)
 		if err != nil {
@@ -126,7 +81,7 @@ func Attribute(repo *ostree.Repo, commit ostree.Checksum, objs []ObjectInfo, opt
 		enrich = cm.Sized
 	}
 	var (
-		comps []Component
+		comps []pack.Component
 		err   error
 	)
 	if admin := findDpkgAdmin(ix); admin != "" {
@@ -144,7 +99,7 @@ func Attribute(repo *ostree.Repo, commit ostree.Checksum, objs []ObjectInfo, opt
 	}
 	if enrich != nil {
 		enrichComponents(comps, enrich, &opts)
-		slices.SortFunc(comps, func(a, b Component) int { return compareComponents(&a, &b) })
+		slices.SortFunc(comps, func(a, b pack.Component) int { return pack.CompareComponents(&a, &b) })
 	}
 	return comps, nil
 }
@@ -152,7 +107,7 @@ func Attribute(repo *ostree.Repo, commit ostree.Checksum, objs []ObjectInfo, opt
 // ownership collects which components claim which objects and then gives
 // every object to exactly one of them.
 type ownership struct {
-	comps  []Component
+	comps  []pack.Component
 	byName map[string]int // identifier -> index
 	claims map[ostree.Checksum][]int
 }
@@ -163,7 +118,7 @@ func newOwnership() *ownership {
 
 // component returns the index of the component with c's identifier, adding c
 // when it is new.
-func (o *ownership) component(c Component) int {
+func (o *ownership) component(c pack.Component) int {
 	if i, ok := o.byName[c.ID()]; ok {
 		return i
 	}
@@ -182,7 +137,7 @@ func (o *ownership) claimDatabase(ix *treeIndex, dir string) {
 			continue
 		}
 		if db < 0 {
-			db = o.component(Component{Name: PackageDatabaseComponent, ChangeFrequency: MaxFrequency, ChangeTimeOffset: MaxFrequency})
+			db = o.component(pack.Component{Name: PackageDatabaseComponent, ChangeFrequency: pack.MaxFrequency, ChangeTimeOffset: pack.MaxFrequency})
 		}
 		o.claim(db, c)
 	}
@@ -198,15 +153,15 @@ func (o *ownership) claim(comp int, c ostree.Checksum) {
 // assign gives each object to the kernel when it is at a kernel path, else to
 // the claiming component that sorts first, else to unpackaged. It drops
 // components left without objects and returns the rest sorted.
-func (o *ownership) assign(objs []ObjectInfo, separateKernel bool) []Component {
+func (o *ownership) assign(objs []ostree.ContentObject, separateKernel bool) []pack.Component {
 	kernel, unpackaged := -1, -1
 	var kvers []string
 	for _, obj := range objs {
 		owner := -1
 		if kv, ok := kernelObject(obj.Paths); ok && separateKernel {
 			if kernel < 0 {
-				kernel = o.component(Component{Name: KernelComponent, ChangeFrequency: MaxFrequency,
-					ChangeTimeOffset: MaxFrequency, Exclusive: true})
+				kernel = o.component(pack.Component{Name: KernelComponent, ChangeFrequency: pack.MaxFrequency,
+					ChangeTimeOffset: pack.MaxFrequency, Exclusive: true})
 			}
 			if kv != "" && !slices.Contains(kvers, kv) {
 				kvers = append(kvers, kv)
@@ -214,15 +169,15 @@ func (o *ownership) assign(objs []ObjectInfo, separateKernel bool) []Component {
 			owner = kernel
 		} else {
 			for _, ci := range o.claims[obj.Checksum] {
-				if owner < 0 || compareComponents(&o.comps[ci], &o.comps[owner]) < 0 {
+				if owner < 0 || pack.CompareComponents(&o.comps[ci], &o.comps[owner]) < 0 {
 					owner = ci
 				}
 			}
 		}
 		if owner < 0 {
 			if unpackaged < 0 {
-				unpackaged = o.component(Component{Name: UnpackagedComponent,
-					ChangeFrequency: MaxFrequency, ChangeTimeOffset: MaxFrequency})
+				unpackaged = o.component(pack.Component{Name: UnpackagedComponent,
+					ChangeFrequency: pack.MaxFrequency, ChangeTimeOffset: pack.MaxFrequency})
 			}
 			owner = unpackaged
 		}
@@ -238,20 +193,16 @@ func (o *ownership) assign(objs []ObjectInfo, separateKernel bool) []Component {
 		}
 		o.comps[kernel].Identifier, o.comps[kernel].SrcID = id, id
 	}
-	var out []Component
+	var out []pack.Component
 	for _, c := range o.comps {
 		if len(c.Objects) == 0 {
 			continue
 		}
-		slices.SortFunc(c.Objects, compareChecksum)
+		slices.SortFunc(c.Objects, ostree.CompareChecksum)
 		out = append(out, c)
 	}
-	slices.SortFunc(out, func(a, b Component) int { return compareComponents(&a, &b) })
+	slices.SortFunc(out, func(a, b pack.Component) int { return pack.CompareComponents(&a, &b) })
 	return out
-}
-
-func compareComponents(a, b *Component) int {
-	return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.ID(), b.ID()))
 }
 
 // kernelObject reports whether one of paths is a kernel or initramfs image,
@@ -324,12 +275,12 @@ func PathGroup(p string) string {
 
 // attributePaths groups objects by PathGroup; an object at several paths goes
 // to the group that sorts first.
-func attributePaths(objs []ObjectInfo) []Component {
+func attributePaths(objs []ostree.ContentObject) []pack.Component {
 	o := newOwnership()
 	for _, obj := range objs {
 		for _, p := range obj.Paths {
 			g := PathGroup(p)
-			o.claim(o.component(Component{Name: g, SrcID: g}), obj.Checksum)
+			o.claim(o.component(pack.Component{Name: g, SrcID: g}), obj.Checksum)
 		}
 	}
 	return o.assign(objs, true)
@@ -337,8 +288,8 @@ func attributePaths(objs []ObjectInfo) []Component {
 
 // enrichComponents copies identifier, srcid and change data from a sized
 // component list (matched by name) into comps.
-func enrichComponents(comps []Component, meta []Component, opts *AttributeOptions) {
-	byName := make(map[string]*Component, len(meta))
+func enrichComponents(comps []pack.Component, meta []pack.Component, opts *AttributeOptions) {
+	byName := make(map[string]*pack.Component, len(meta))
 	for i := range meta {
 		if _, dup := byName[meta[i].Name]; !dup {
 			byName[meta[i].Name] = &meta[i]

@@ -1,4 +1,4 @@
-package encap
+package pkgdb
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/ocitree/ocitree/encap/pack"
 	"github.com/ocitree/ocitree/ostree"
 )
 
@@ -19,7 +20,7 @@ type ContentMeta struct {
 	// Sized is rpm-ostree's sized component list (what
 	// `--write-contentmeta-json` writes and the fedora-coreos-contentmeta
 	// fixture holds): metadata and sizes, no objects.
-	Sized []Component
+	Sized []pack.Component
 }
 
 // RawMeta is ostree-ext's `container encapsulate --contentmeta` input:
@@ -70,7 +71,7 @@ func ParseContentMeta(data []byte) (*ContentMeta, error) {
 	}
 	trimmed := bytes.TrimLeft(data, " \t\r\n")
 	if len(trimmed) > 0 && trimmed[0] == '[' {
-		comps, err := parseSized(trimmed)
+		comps, err := pack.ParseSized(trimmed)
 		if err != nil {
 			return nil, err
 		}
@@ -81,21 +82,6 @@ func ParseContentMeta(data []byte) (*ContentMeta, error) {
 		return nil, err
 	}
 	return &ContentMeta{Raw: raw}, nil
-}
-
-// ReadSizedComponents reads rpm-ostree's sized component list (gzip allowed):
-// [{"identifier","name","srcid","change_time_offset","change_frequency","size"}...].
-// The components have no Objects.
-func ReadSizedComponents(r io.Reader) ([]Component, error) {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("sized components: %w", err)
-	}
-	data, err = maybeGunzip(data)
-	if err != nil {
-		return nil, fmt.Errorf("sized components: %w", err)
-	}
-	return parseSized(data)
 }
 
 func maybeGunzip(data []byte) ([]byte, error) {
@@ -110,34 +96,6 @@ func maybeGunzip(data []byte) ([]byte, error) {
 	out, err := io.ReadAll(io.LimitReader(zr, 1<<30))
 	if err != nil {
 		return nil, fmt.Errorf("gunzip: %w", err)
-	}
-	return out, nil
-}
-
-func parseSized(data []byte) ([]Component, error) {
-	var raw []struct {
-		Identifier       string  `json:"identifier"`
-		Name             string  `json:"name"`
-		SrcID            string  `json:"srcid"`
-		ChangeTimeOffset *uint32 `json:"change_time_offset"`
-		ChangeFrequency  *uint32 `json:"change_frequency"`
-		Size             int64   `json:"size"`
-	}
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return nil, fmt.Errorf("sized components: %w", err)
-	}
-	out := make([]Component, 0, len(raw))
-	for i, r := range raw {
-		if r.Name == "" || r.ChangeFrequency == nil || r.ChangeTimeOffset == nil {
-			return nil, fmt.Errorf("sized components: entry %d: name, change_frequency and change_time_offset are required", i)
-		}
-		if r.Size < 0 {
-			return nil, fmt.Errorf("sized components: entry %d (%s): negative size", i, r.Name)
-		}
-		out = append(out, Component{
-			Name: r.Name, Identifier: r.Identifier, SrcID: r.SrcID, Size: r.Size,
-			ChangeFrequency: *r.ChangeFrequency, ChangeTimeOffset: *r.ChangeTimeOffset,
-		})
 	}
 	return out, nil
 }
@@ -230,18 +188,18 @@ func orderedStringObject(data json.RawMessage) ([]RawLayer, error) {
 // ID "unpackaged"). Sizes are the real object sizes (ostree-ext uses 1; only
 // the layer order matters there). Objects the mapping misses go to the
 // "unpackaged" layer, created when the file has none.
-func attributeRawMeta(rm *RawMeta, objs []ObjectInfo, opts *AttributeOptions) ([]Component, error) {
-	comps := make([]Component, 0, len(rm.Layers)+1)
+func attributeRawMeta(rm *RawMeta, objs []ostree.ContentObject, opts *AttributeOptions) ([]pack.Component, error) {
+	comps := make([]pack.Component, 0, len(rm.Layers)+1)
 	idx := make(map[string]int, len(rm.Layers))
 	add := func(id, name string) int {
 		freq := uint32(1)
 		if id == UnpackagedComponent {
-			freq = MaxFrequency
+			freq = pack.MaxFrequency
 		}
 		if name == "" {
 			name = id
 		}
-		comps = append(comps, Component{Name: name, Identifier: id, SrcID: id,
+		comps = append(comps, pack.Component{Name: name, Identifier: id, SrcID: id,
 			ChangeFrequency: freq, ChangeTimeOffset: 1, Exclusive: true})
 		idx[id] = len(comps) - 1
 		return len(comps) - 1
@@ -274,7 +232,7 @@ func attributeRawMeta(rm *RawMeta, objs []ObjectInfo, opts *AttributeOptions) ([
 	}
 	for i := range comps {
 		// objs is sorted by checksum when it comes from ListObjects; make sure.
-		sortChecksums(comps[i].Objects)
+		ostree.SortChecksums(comps[i].Objects)
 	}
 	return comps, nil
 }

@@ -1,4 +1,4 @@
-package encap
+package pkgdb
 
 import (
 	"bufio"
@@ -9,6 +9,9 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/ocitree/ocitree/encap/pack"
+	"github.com/ocitree/ocitree/ostree"
 )
 
 // dpkgAdminDirs are where a commit may keep the dpkg database: the usual
@@ -138,7 +141,7 @@ func parseDiversions(data []byte) map[string]diversion {
 // commit, ChangeTimeOffset = hours from the oldest package's latest entry to
 // this package's latest. A package without a changelog gets 0 for both. Both
 // come from the commit only, so the result does not depend on when it runs.
-func attributeDpkg(ix *treeIndex, admin string, objs []ObjectInfo, opts *AttributeOptions) ([]Component, error) {
+func attributeDpkg(ix *treeIndex, admin string, objs []ostree.ContentObject, opts *AttributeOptions) ([]pack.Component, error) {
 	status, err := ix.readFile(admin+"/status", 256<<20)
 	if err != nil {
 		return nil, fmt.Errorf("dpkg: %w", err)
@@ -178,7 +181,7 @@ func attributeDpkg(ix *treeIndex, admin string, objs []ObjectInfo, opts *Attribu
 		if count[p.name] > 1 {
 			name += ":" + p.arch
 		}
-		ci := o.component(Component{
+		ci := o.component(pack.Component{
 			Name:       name,
 			Identifier: p.name + "_" + p.version + "_" + p.arch,
 			SrcID:      p.source + "_" + p.sourceVersion,
@@ -357,8 +360,8 @@ func changeData(changes [][]time.Time) (freq, offset []uint32) {
 				n++
 			}
 		}
-		freq[i] = uint32(min(n, MaxFrequency-1))
-		offset[i] = uint32(min(latest[i].Sub(oldest).Hours(), MaxFrequency-1))
+		freq[i] = uint32(min(n, pack.MaxFrequency-1))
+		offset[i] = uint32(min(latest[i].Sub(oldest).Hours(), pack.MaxFrequency-1))
 	}
 	return freq, offset
 }

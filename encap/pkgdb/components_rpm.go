@@ -1,4 +1,4 @@
-package encap
+package pkgdb
 
 import (
 	"fmt"
@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ocitree/ocitree/encap/pack"
+	"github.com/ocitree/ocitree/encap/pkgdb/internal/sqlite"
 	"github.com/ocitree/ocitree/ostree"
 )
 
@@ -31,7 +33,7 @@ const rpmdbMaxSize = 256 << 20
 // /usr/etc, symlinked parents followed (see commitObjectAt). Paths missing
 // from the commit, and directories, own nothing. A database that cannot be
 // parsed is reported through opts.Warn and the objects grouped by PathGroup.
-func attributeRpm(ix *treeIndex, db string, objs []ObjectInfo, opts *AttributeOptions) ([]Component, error) {
+func attributeRpm(ix *treeIndex, db string, objs []ostree.ContentObject, opts *AttributeOptions) ([]pack.Component, error) {
 	for _, o := range objs {
 		if o.Size > 0 && slices.Contains(o.Paths, db+"-wal") {
 			opts.warnf("%s-wal: not empty, ignored; the database is read as of its last checkpoint", db)
@@ -63,16 +65,16 @@ func attributeRpm(ix *treeIndex, db string, objs []ObjectInfo, opts *AttributeOp
 	}
 	start := newest - 365*24*3600
 	for _, p := range pkgs {
-		c := Component{Name: p.name, Identifier: p.nevra(), SrcID: p.sourceRPM}
+		c := pack.Component{Name: p.name, Identifier: p.nevra(), SrcID: p.sourceRPM}
 		if p.buildTime > 0 {
-			c.ChangeTimeOffset = uint32(min((p.buildTime-oldest)/3600, MaxFrequency-1))
+			c.ChangeTimeOffset = uint32(min((p.buildTime-oldest)/3600, pack.MaxFrequency-1))
 			n := 0
 			for _, t := range p.changelogTimes {
 				if t >= start {
 					n++
 				}
 			}
-			c.ChangeFrequency = uint32(min(n, MaxFrequency-1))
+			c.ChangeFrequency = uint32(min(n, pack.MaxFrequency-1))
 		}
 		ci := o.component(c)
 		for _, f := range p.files {
@@ -89,13 +91,13 @@ func attributeRpm(ix *treeIndex, db string, objs []ObjectInfo, opts *AttributeOp
 // later: CREATE TABLE 'Packages' (hnum INTEGER PRIMARY KEY AUTOINCREMENT,
 // blob BLOB NOT NULL), one header blob per installed package).
 func readRpmdbSQLite(data []byte) ([]*rpmPackage, error) {
-	db, err := openSQLite(data)
+	db, err := sqlite.Open(data)
 	if err != nil {
 		return nil, err
 	}
 	var pkgs []*rpmPackage
-	err = db.selectRows("Packages", []string{"hnum", "blob"}, func(v []sqliteValue) error {
-		if v[1].Type != sqliteBlob {
+	err = db.SelectRows("Packages", []string{"hnum", "blob"}, func(v []sqlite.Value) error {
+		if v[1].Type != sqlite.Blob {
 			return fmt.Errorf("package %d: blob is %s, not a BLOB", v[0].Int, v[1].Type)
 		}
 		p, err := rpmPackageFromHeader(v[1].Bytes)

@@ -1,9 +1,7 @@
-package encap
+package pkgdb
 
 import (
-	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -11,31 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocitree/ocitree/encap/pack"
 	"github.com/ocitree/ocitree/ostree"
 )
-
-// requireTool skips (fails with CI=true) when a program is missing;
-// scripts/test-deps.sh installs them.
-func requireTool(t testing.TB, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			skipOrFail(t, "%s not installed (scripts/test-deps.sh installs it)", n)
-		}
-	}
-}
-
-func runTool(t testing.TB, env []string, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out.String())
-	}
-	return out.String()
-}
 
 // rpmSpec is a tiny noarch package: files maps a path to its content
 // ("->target" makes a symlink); ghosts are %ghost paths.
@@ -187,7 +163,7 @@ func TestAttributeRpm(t *testing.T) {
 	}
 	repo := newRepo(t, ostree.ModeBareUser)
 	commit := commitDir(t, repo, tree)
-	objs, err := ListObjects(repo, commit)
+	objs, err := ostree.ListObjects(repo, commit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +197,7 @@ func TestAttributeRpm(t *testing.T) {
 			t.Errorf("%s: in %q, want %q", tc.path, got, tc.want)
 		}
 	}
-	byName := make(map[string]Component)
+	byName := make(map[string]pack.Component)
 	var names []string
 	for _, c := range comps {
 		byName[c.Name] = c
@@ -231,14 +207,14 @@ func TestAttributeRpm(t *testing.T) {
 		t.Errorf("components %q, want %q", names, want)
 	}
 	hours := func(a, b string) uint32 { return uint32(day(a).Sub(day(b)).Hours()) }
-	for _, want := range []Component{
+	for _, want := range []pack.Component{
 		// newest build 2024-06-01: changelog entries since 2023-06-02 count
 		{Name: "alpha", Identifier: "alpha-1.0-1.noarch", SrcID: "alpha-1.0-1.src.rpm",
 			ChangeTimeOffset: hours("2024-06-01", "2022-01-01"), ChangeFrequency: 2},
 		{Name: "beta", Identifier: "beta-2:2.0-3.noarch", SrcID: "beta-2.0-3.src.rpm",
 			ChangeTimeOffset: hours("2024-01-01", "2022-01-01"), ChangeFrequency: 1},
 		{Name: "gamma", Identifier: "gamma-0.1-1.noarch", SrcID: "gamma-0.1-1.src.rpm"},
-		{Name: UnpackagedComponent, ChangeTimeOffset: MaxFrequency, ChangeFrequency: MaxFrequency},
+		{Name: UnpackagedComponent, ChangeTimeOffset: pack.MaxFrequency, ChangeFrequency: pack.MaxFrequency},
 	} {
 		got := byName[want.Name]
 		if got.Identifier != want.Identifier || got.SrcID != want.SrcID ||

@@ -1,4 +1,4 @@
-package encap
+package pkgdb
 
 import (
 	"bytes"
@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ocitree/ocitree/encap/pack"
+	"github.com/ocitree/ocitree/ostree"
 )
 
 func gz(t *testing.T, s string) string {
@@ -108,7 +111,7 @@ func dpkgTree(t *testing.T) map[string]string {
 
 func TestAttributeDpkg(t *testing.T) {
 	repo, commit := commitTree(t, dpkgTree(t))
-	objs, err := ListObjects(repo, commit)
+	objs, err := ostree.ListObjects(repo, commit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +153,7 @@ func TestAttributeDpkg(t *testing.T) {
 			t.Errorf("%s: in %q, want %q", tc.path, got, tc.want)
 		}
 	}
-	byName := make(map[string]Component)
+	byName := make(map[string]pack.Component)
 	var names []string
 	for _, c := range comps {
 		byName[c.Name] = c
@@ -161,7 +164,7 @@ func TestAttributeDpkg(t *testing.T) {
 		t.Errorf("components %q, want %q", names, wantNames)
 	}
 	k := byName[KernelComponent]
-	if !k.Exclusive || len(k.Objects) != 2 || k.Identifier != "kernel (6.1.0-test)" || k.ChangeFrequency != MaxFrequency {
+	if !k.Exclusive || len(k.Objects) != 2 || k.Identifier != "kernel (6.1.0-test)" || k.ChangeFrequency != pack.MaxFrequency {
 		t.Errorf("kernel component %+v", k)
 	}
 	lc := byName["libc6"]
@@ -190,7 +193,7 @@ func TestAttributeDpkg(t *testing.T) {
 	}
 	for _, c := range comps {
 		sum += c.Size
-		if !slices.IsSortedFunc(c.Objects, compareChecksum) {
+		if !slices.IsSortedFunc(c.Objects, ostree.CompareChecksum) {
 			t.Errorf("%s: objects not sorted", c.Name)
 		}
 	}
@@ -199,12 +202,12 @@ func TestAttributeDpkg(t *testing.T) {
 	}
 
 	// The kernel gets a layer of its own.
-	layers, err := Pack(comps, MinMaxLayers, nil)
+	layers, err := pack.Pack(comps, pack.MinMaxLayers, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(layers) > MinMaxLayers-1 {
-		t.Errorf("%d layers, want at most %d", len(layers), MinMaxLayers-1)
+	if len(layers) > pack.MinMaxLayers-1 {
+		t.Errorf("%d layers, want at most %d", len(layers), pack.MinMaxLayers-1)
 	}
 	if got := layers[0].Annotation(); got != KernelComponent {
 		t.Errorf("first layer %q, want the kernel alone", got)
@@ -220,7 +223,7 @@ func TestAttributeDpkgNoList(t *testing.T) {
 	files := dpkgTree(t)
 	delete(files, "var/lib/dpkg/info/hostname-ng.list")
 	repo, commit := commitTree(t, files)
-	objs, err := ListObjects(repo, commit)
+	objs, err := ostree.ListObjects(repo, commit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +294,7 @@ func TestAttributePaths(t *testing.T) {
 				files[k] = v
 			}
 			repo, commit := commitTree(t, files)
-			objs, err := ListObjects(repo, commit)
+			objs, err := ostree.ListObjects(repo, commit)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -374,7 +377,7 @@ func TestAttributeRawMeta(t *testing.T) {
 		"usr/etc/unknown": "dddd",
 	}
 	repo, commit := commitTree(t, files)
-	objs, err := ListObjects(repo, commit)
+	objs, err := ostree.ListObjects(repo, commit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,10 +418,10 @@ func TestAttributeRawMeta(t *testing.T) {
 			t.Errorf("warnings %q, want the gap and the stray mapping", warnings)
 		}
 		// One layer per listed component in file order, then the reserved one.
-		if n := LayersNeeded(comps); n != len(comps)+2 {
+		if n := pack.LayersNeeded(comps); n != len(comps)+2 {
 			t.Errorf("LayersNeeded = %d, want %d", n, len(comps)+2)
 		}
-		layers, err := Pack(comps, LayersNeeded(comps), nil)
+		layers, err := pack.Pack(comps, pack.LayersNeeded(comps), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -451,7 +454,7 @@ func TestAttributeRawMeta(t *testing.T) {
 
 func TestAttributeEnrich(t *testing.T) {
 	repo, commit := commitTree(t, dpkgTree(t))
-	objs, err := ListObjects(repo, commit)
+	objs, err := ostree.ListObjects(repo, commit)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package encap
+package pkgdb
 
 import (
 	"encoding/binary"

@@ -1,96 +1,15 @@
-package encap
+package pkgdb
 
 import (
 	"errors"
 	"fmt"
 	"io"
 	"path"
-	"runtime"
-	"slices"
 	"strings"
 	"sync"
 
 	"github.com/ocitree/ocitree/ostree"
 )
-
-// ObjectInfo is one content object (regular file or symlink) of a commit, the
-// unit that chunking moves between layers: its checksum, payload size and
-// every path it appears at.
-type ObjectInfo = ChunkObject
-
-// ListObjects returns each content object of commit once, sorted by
-// checksum, with its paths sorted and its payload size.
-func ListObjects(repo *ostree.Repo, commit ostree.Checksum) ([]ObjectInfo, error) {
-	objs, err := CommitObjects(repo, commit)
-	if err != nil {
-		return nil, fmt.Errorf("list objects of %s: %w", commit, err)
-	}
-	for i := range objs {
-		objs[i].Paths = slices.Sorted(slices.Values(objs[i].Paths))
-	}
-	slices.SortFunc(objs, func(a, b ObjectInfo) int { return compareChecksum(a.Checksum, b.Checksum) })
-	return objs, nil
-}
-
-// fillSizes opens every object to learn its payload size, on a few workers.
-func fillSizes(repo *ostree.Repo, objs []ObjectInfo) error {
-	workers := min(runtime.GOMAXPROCS(0), 8, len(objs))
-	if workers <= 1 {
-		for i := range objs {
-			sz, err := contentSize(repo, objs[i].Checksum)
-			if err != nil {
-				return err
-			}
-			objs[i].Size = sz
-		}
-		return nil
-	}
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		next    int
-		errs    []error
-		stopped bool
-	)
-	for range workers {
-		wg.Go(func() {
-			for {
-				mu.Lock()
-				if stopped || next >= len(objs) {
-					mu.Unlock()
-					return
-				}
-				i := next
-				next++
-				mu.Unlock()
-				sz, err := contentSize(repo, objs[i].Checksum)
-				if err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					stopped = true
-					mu.Unlock()
-					return
-				}
-				objs[i].Size = sz
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-func contentSize(repo *ostree.Repo, c ostree.Checksum) (int64, error) {
-	ct, err := repo.OpenContent(c)
-	if err != nil {
-		return 0, fmt.Errorf("object %s: %w", c, err)
-	}
-	ct.Payload.Close()
-	return ct.Size, nil
-}
-
-func compareChecksum(a, b ostree.Checksum) int {
-	return strings.Compare(string(a[:]), string(b[:]))
-}
 
 // treeIndex answers path questions about a commit from its object list:
 // which object is at a path, which directories exist, and where a path leads
@@ -109,7 +28,7 @@ type linkInfo struct {
 	target  string
 }
 
-func newTreeIndex(repo *ostree.Repo, objs []ObjectInfo) *treeIndex {
+func newTreeIndex(repo *ostree.Repo, objs []ostree.ContentObject) *treeIndex {
 	ix := &treeIndex{
 		repo:    repo,
 		files:   make(map[string]ostree.Checksum),
@@ -249,5 +168,3 @@ func (ix *treeIndex) isFile(p string) bool {
 }
 
 var errNotInCommit = errors.New("no such file in the commit")
-
-func sortChecksums(s []ostree.Checksum) { slices.SortFunc(s, compareChecksum) }

@@ -1,51 +1,17 @@
-package encap
+package pkgdb
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/ocitree/ocitree/encap/pack"
 	"github.com/ocitree/ocitree/ostree"
 )
 
-// commitTree writes files (path -> content; "->target" makes a symlink) to a
-// temp directory and commits it into a fresh bare-user repository.
-func commitTree(t *testing.T, files map[string]string) (*ostree.Repo, ostree.Checksum) {
-	t.Helper()
-	src := filepath.Join(t.TempDir(), "tree")
-	for p, content := range files {
-		full := filepath.Join(src, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if target, ok := strings.CutPrefix(content, "->"); ok {
-			if err := os.Symlink(target, full); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	repo, err := ostree.Init(filepath.Join(t.TempDir(), "repo"), ostree.ModeBareUser)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { repo.Close() })
-	c, err := repo.CommitDir(src, ostree.CommitOptions{Subject: "test", Timestamp: time.Unix(1700000000, 0)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return repo, c
-}
-
 // pathsOwner maps every object path to the component holding the object.
-func pathsOwner(t *testing.T, objs []ObjectInfo, comps []Component) map[string]string {
+func pathsOwner(t *testing.T, objs []ostree.ContentObject, comps []pack.Component) map[string]string {
 	t.Helper()
 	owner := make(map[ostree.Checksum]string)
 	for _, c := range comps {
@@ -77,13 +43,13 @@ func TestListObjects(t *testing.T) {
 		"bin":                 "->usr/bin",
 		"usr/lib/modules/x/z": "zzz",
 	})
-	objs, err := ListObjects(repo, commit)
+	objs, err := ostree.ListObjects(repo, commit)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := make(map[string]int64)
 	for i, o := range objs {
-		if i > 0 && compareChecksum(objs[i-1].Checksum, o.Checksum) >= 0 {
+		if i > 0 && ostree.CompareChecksum(objs[i-1].Checksum, o.Checksum) >= 0 {
 			t.Errorf("objects not sorted by checksum at %d", i)
 		}
 		if !slices.IsSorted(o.Paths) {
@@ -105,7 +71,7 @@ func TestListObjects(t *testing.T) {
 			t.Errorf("object at %q: size %d (present %v), want %d", k, gv, ok, v)
 		}
 	}
-	if _, err := ListObjects(repo, ostree.Checksum{1}); err == nil {
+	if _, err := ostree.ListObjects(repo, ostree.Checksum{1}); err == nil {
 		t.Error("ListObjects of a missing commit succeeded")
 	}
 }
@@ -123,7 +89,7 @@ func TestResolve(t *testing.T) {
 		"loop1":                              "->loop2",
 		"loop2":                              "->loop1",
 	})
-	objs, err := ListObjects(repo, commit)
+	objs, err := ostree.ListObjects(repo, commit)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,4 @@
-package encap
-
-// Tar-split records: everything of an uncompressed layer tar except the file
+// Package tarsplit writes and reads tar-split records: everything of an uncompressed layer tar except the file
 // payloads (raw headers, padding, the end-of-archive blocks and anything
 // after them), as tar-split's newline-delimited JSON entries, gzip
 // compressed. With the payloads taken back from the store the exact tar —
@@ -16,6 +14,7 @@ package encap
 // entries of ostree layers, such as xattrs blobs, that the store cannot
 // give back by name), and file entries carry no CRC-64 (the rebuilt tar is
 // checked against the layer's diff_id).
+package tarsplit
 
 import (
 	"bufio"
@@ -48,8 +47,8 @@ type splitPayload struct {
 	Size int64
 }
 
-// splitRecorder records a tar stream while it passes through.
-type splitRecorder struct {
+// Recorder records a tar stream while it passes through.
+type Recorder struct {
 	// inline reports the entries whose payload is kept in the record; nil
 	// keeps none.
 	inline func(name string) bool
@@ -66,25 +65,27 @@ type splitRecorder struct {
 	copyBuf  []byte
 }
 
-func newSplitRecorder(inline func(name string) bool) *splitRecorder {
-	s := &splitRecorder{inline: inline}
+// NewRecorder returns a recorder that keeps inline the payloads of the
+// entries for which inline(name) is true (within the inline limits).
+func NewRecorder(inline func(name string) bool) *Recorder {
+	s := &Recorder{inline: inline}
 	s.zw, _ = gzip.NewWriterLevel(&s.buf, gzip.BestSpeed) // ~25 MB of JSON per GB of layers: speed first
 	s.enc = json.NewEncoder(s.zw)
 	return s
 }
 
-// splitStream is the pass-through side of a recording.
-type splitStream struct {
+// Stream is the pass-through side of a recording.
+type Stream struct {
 	pr   *io.PipeReader
 	done chan error
 }
 
-// record returns a reader that yields exactly the bytes of src while the
-// recorder parses and records them. The caller must end with finish (all
-// went well) or abort.
-func (s *splitRecorder) record(src io.Reader) *splitStream {
+// Record returns a reader that yields exactly the bytes of src while the
+// recorder parses and records them. The caller must end with Finish (all
+// went well) or Abort.
+func (s *Recorder) Record(src io.Reader) *Stream {
 	pr, pw := io.Pipe()
-	st := &splitStream{pr: pr, done: make(chan error, 1)}
+	st := &Stream{pr: pr, done: make(chan error, 1)}
 	go func() {
 		// Hand the consumer large chunks: the tar reader reads 512-byte
 		// headers, and a pipe write per header costs a goroutine switch.
@@ -99,11 +100,12 @@ func (s *splitRecorder) record(src io.Reader) *splitStream {
 	return st
 }
 
-func (st *splitStream) Read(p []byte) (int, error) { return st.pr.Read(p) }
+// Read reads the recorded stream.
+func (st *Stream) Read(p []byte) (int, error) { return st.pr.Read(p) }
 
-// finish reads what the consumer left (end-of-archive blocks, trailing
+// Finish reads what the consumer left (end-of-archive blocks, trailing
 // bytes) and waits for the recorder.
-func (st *splitStream) finish() error {
+func (st *Stream) Finish() error {
 	_, cerr := io.Copy(io.Discard, st.pr)
 	if err := <-st.done; err != nil {
 		return fmt.Errorf("recording the layer's tar-split: %w", err)
@@ -111,13 +113,13 @@ func (st *splitStream) finish() error {
 	return cerr
 }
 
-// abort stops the recorder after the consumer failed.
-func (st *splitStream) abort(err error) {
+// Abort stops the recorder after the consumer failed.
+func (st *Stream) Abort(err error) {
 	st.pr.CloseWithError(err)
 	<-st.done
 }
 
-func (s *splitRecorder) add(e storage.Entry) error {
+func (s *Recorder) add(e storage.Entry) error {
 	if s.failed != nil {
 		return nil
 	}
@@ -126,7 +128,7 @@ func (s *splitRecorder) add(e storage.Entry) error {
 	return s.enc.Encode(e)
 }
 
-func (s *splitRecorder) segment(b []byte) error {
+func (s *Recorder) segment(b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
@@ -135,7 +137,7 @@ func (s *splitRecorder) segment(b []byte) error {
 
 // run parses the tar with tar-split's reader, which accounts for every byte
 // that is not payload.
-func (s *splitRecorder) run(src io.Reader) error {
+func (s *Recorder) run(src io.Reader) error {
 	tr := tstar.NewReader(src)
 	tr.RawAccounting = true
 	for {
@@ -181,7 +183,7 @@ func (s *splitRecorder) run(src io.Reader) error {
 // the store to give back. No CRC-64 is recorded (it cost a fifth of a pull's
 // CPU): the rebuilt tar is checked against the diff_id instead, and a
 // record that carries CRCs (tar-split's own) is still checked by them.
-func (s *splitRecorder) file(hdr *tstar.Header, tr *tstar.Reader) error {
+func (s *Recorder) file(hdr *tstar.Header, tr *tstar.Reader) error {
 	e := storage.Entry{Type: storage.FileType}
 	e.SetName(hdr.Name)
 	if hdr.Size > 0 && s.inline != nil && s.inline(hdr.Name) && s.failed == nil {
@@ -214,8 +216,8 @@ func (s *splitRecorder) file(hdr *tstar.Header, tr *tstar.Reader) error {
 	return s.add(e)
 }
 
-// bytes returns the finished record (gzip-compressed JSON lines).
-func (s *splitRecorder) bytes() ([]byte, error) {
+// Bytes returns the finished record (gzip-compressed JSON lines).
+func (s *Recorder) Bytes() ([]byte, error) {
 	if s.failed != nil {
 		return nil, s.failed
 	}
@@ -225,15 +227,15 @@ func (s *splitRecorder) bytes() ([]byte, error) {
 	return s.buf.Bytes(), nil
 }
 
-// payloadOpener returns the i-th referenced payload of a record (counting
+// PayloadOpener returns the i-th referenced payload of a record (counting
 // from 0) whose tar name is name and size is size.
-type payloadOpener func(i int, name string, size int64) (io.ReadCloser, error)
+type PayloadOpener func(i int, name string, size int64) (io.ReadCloser, error)
 
-// errRecordMismatch: a payload from the store is not what was recorded.
-var errRecordMismatch = errors.New("store content does not match the layer record")
+// ErrRecordMismatch: a payload from the store is not what was recorded.
+var ErrRecordMismatch = errors.New("store content does not match the layer record")
 
-// assembleTar writes the tar a record describes to w.
-func assembleTar(w io.Writer, record []byte, open payloadOpener) error {
+// Assemble writes the tar a record describes to w.
+func Assemble(w io.Writer, record []byte, open PayloadOpener) error {
 	// Plain writes only: a compressor's ReadFrom (zstd's) may cut its
 	// blocks differently, and the blob would not be reproduced.
 	w = struct{ io.Writer }{w}
@@ -269,7 +271,7 @@ func assembleTar(w io.Writer, record []byte, open payloadOpener) error {
 	}
 }
 
-func copyPayload(w io.Writer, e *storage.Entry, i int, open payloadOpener) error {
+func copyPayload(w io.Writer, e *storage.Entry, i int, open PayloadOpener) error {
 	name := e.GetName()
 	rc, err := open(i, name, e.Size)
 	if err != nil {
@@ -281,7 +283,7 @@ func copyPayload(w io.Writer, e *storage.Entry, i int, open payloadOpener) error
 		h := crc64.New(crcTable)
 		n, err = io.Copy(io.MultiWriter(w, h), io.LimitReader(rc, e.Size))
 		if err == nil && n == e.Size && !bytes.Equal(h.Sum(nil), e.Payload) {
-			return fmt.Errorf("payload of %q: CRC-64 differs: %w", name, errRecordMismatch)
+			return fmt.Errorf("payload of %q: CRC-64 differs: %w", name, ErrRecordMismatch)
 		}
 	} else {
 		n, err = io.Copy(w, io.LimitReader(rc, e.Size))
@@ -290,7 +292,11 @@ func copyPayload(w io.Writer, e *storage.Entry, i int, open payloadOpener) error
 		return fmt.Errorf("payload of %q: %w", name, err)
 	}
 	if n != e.Size {
-		return fmt.Errorf("payload of %q is %d bytes, want %d: %w", name, n, e.Size, errRecordMismatch)
+		return fmt.Errorf("payload of %q is %d bytes, want %d: %w", name, n, e.Size, ErrRecordMismatch)
 	}
 	return nil
 }
+
+// Payloads returns how many payloads the finished record references (the
+// file payloads not kept inline).
+func (s *Recorder) Payloads() int { return len(s.payloads) }

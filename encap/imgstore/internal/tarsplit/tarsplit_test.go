@@ -1,4 +1,4 @@
-package encap
+package tarsplit
 
 import (
 	"archive/tar"
@@ -56,8 +56,8 @@ func TestTarSplitRoundTrip(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := splitTar(t, tc.trailing)
-			rec := newSplitRecorder(tc.inline)
-			st := rec.record(bytes.NewReader(in))
+			rec := NewRecorder(tc.inline)
+			st := rec.Record(bytes.NewReader(in))
 			// The consumer reads only up to the tar's end, as a tar reader does.
 			tr := tar.NewReader(st)
 			var payloads [][]byte
@@ -74,10 +74,10 @@ func TestTarSplitRoundTrip(t *testing.T) {
 					payloads = append(payloads, b)
 				}
 			}
-			if err := st.finish(); err != nil {
+			if err := st.Finish(); err != nil {
 				t.Fatal(err)
 			}
-			split, err := rec.bytes()
+			split, err := rec.Bytes()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -85,7 +85,7 @@ func TestTarSplitRoundTrip(t *testing.T) {
 				t.Fatalf("recorded %d payloads, the tar has %d referenced", len(rec.payloads), len(payloads))
 			}
 			var out bytes.Buffer
-			err = assembleTar(&out, split, func(i int, name string, size int64) (io.ReadCloser, error) {
+			err = Assemble(&out, split, func(i int, name string, size int64) (io.ReadCloser, error) {
 				if rec.payloads[i].Name != name || rec.payloads[i].Size != size {
 					return nil, fmt.Errorf("payload %d is %q/%d, recorded %+v", i, name, size, rec.payloads[i])
 				}
@@ -99,11 +99,11 @@ func TestTarSplitRoundTrip(t *testing.T) {
 			}
 			// A payload of another size in the store is caught (other
 			// changes by the diff_id check of withAssembledTar).
-			err = assembleTar(io.Discard, split, func(i int, name string, size int64) (io.ReadCloser, error) {
+			err = Assemble(io.Discard, split, func(i int, name string, size int64) (io.ReadCloser, error) {
 				return io.NopCloser(bytes.NewReader(payloads[i][1:])), nil
 			})
-			if !errors.Is(err, errRecordMismatch) {
-				t.Errorf("changed payload: %v, want errRecordMismatch", err)
+			if !errors.Is(err, ErrRecordMismatch) {
+				t.Errorf("changed payload: %v, want ErrRecordMismatch", err)
 			}
 		})
 	}
@@ -116,41 +116,20 @@ func TestTarSplitInlineLimit(t *testing.T) {
 	tw.WriteHeader(&tar.Header{Name: "big", Mode: 0o644, Size: int64(len(big)), Typeflag: tar.TypeReg})
 	tw.Write(big)
 	tw.Close()
-	rec := newSplitRecorder(func(string) bool { return true })
-	st := rec.record(bytes.NewReader(b.Bytes()))
+	rec := NewRecorder(func(string) bool { return true })
+	st := rec.Record(bytes.NewReader(b.Bytes()))
 	got, err := io.ReadAll(st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.finish(); err != nil {
+	if err := st.Finish(); err != nil {
 		t.Fatal(err)
 	}
 	// The stream passes through untouched; only the record is refused.
 	if !bytes.Equal(got, b.Bytes()) {
 		t.Error("pass-through changed the stream")
 	}
-	if _, err := rec.bytes(); err == nil || !strings.Contains(err.Error(), "too many to keep") {
+	if _, err := rec.Bytes(); err == nil || !strings.Contains(err.Error(), "too many to keep") {
 		t.Errorf("record of an oversized inline payload: %v", err)
-	}
-}
-
-func TestObjectOfTarName(t *testing.T) {
-	h := strings.Repeat("ab", 32)
-	for _, tc := range []struct {
-		name string
-		ok   bool
-	}{
-		{"sysroot/ostree/repo/objects/ab/" + h[2:] + ".file", true},
-		{"./sysroot/ostree/repo/objects/ab/" + h[2:] + ".dirtree", true},
-		{"sysroot/ostree/repo/objects/ab/" + h[2:] + ".commitmeta", true},
-		{"sysroot/ostree/repo/objects/ab/" + h[2:] + ".file-xattrs", false},
-		{"sysroot/ostree/repo/xattrs/" + h, false},
-		{"sysroot/ostree/repo/objects/ab/" + h[4:] + ".file", false},
-		{"usr/bin/sh", false},
-	} {
-		c, _, ok := objectOfTarName(tc.name)
-		if ok != tc.ok || (ok && c.String() != h) {
-			t.Errorf("objectOfTarName(%q) = %s, %v; want ok=%v", tc.name, c, ok, tc.ok)
-		}
 	}
 }

@@ -1,15 +1,4 @@
-package encap
-
-import (
-	"bytes"
-	"encoding/binary"
-	"errors"
-	"fmt"
-	"math"
-	"strings"
-)
-
-// A minimal read-only reader of SQLite 3 database files, written from the
+// Package sqlite is a minimal read-only reader of SQLite 3 database files, written from the
 // file format documentation (https://www.sqlite.org/fileformat2.html), just
 // enough to read rpm's rpmdb.sqlite without cgo or a dependency: the database
 // header, the schema table on page 1, table b-trees (interior and leaf pages),
@@ -23,34 +12,46 @@ import (
 // distribution is tens of MiB). Every offset, length and page number read
 // from the file is checked, and traversals refuse to visit a page twice, so
 // corrupt or hostile files give an error, never a panic or an endless loop.
+package sqlite
 
-// sqliteDB is an opened database file.
-type sqliteDB struct {
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+)
+
+// DB is an opened database file.
+type DB struct {
 	data     []byte
 	pageSize int    // 512..65536
 	usable   int    // page size minus the reserved bytes at the end of each page
 	npages   uint32 // pages in the file
 }
 
-// sqliteValue is one column of a record.
-type sqliteValue struct {
-	Type  sqliteType
+// Value is one column of a record.
+type Value struct {
+	Type  Type
 	Int   int64
 	Float float64
 	Bytes []byte // TEXT (UTF-8) or BLOB; it aliases the database's memory unless the payload overflowed
 }
 
-type sqliteType uint8
+// Type is the storage class of a Value.
+type Type uint8
 
+// The storage classes.
 const (
-	sqliteNull sqliteType = iota
-	sqliteInteger
-	sqliteFloat
-	sqliteText
-	sqliteBlob
+	Null Type = iota
+	Integer
+	Float
+	Text
+	Blob
 )
 
-func (t sqliteType) String() string {
+func (t Type) String() string {
 	return [...]string{"NULL", "INTEGER", "REAL", "TEXT", "BLOB"}[t]
 }
 
@@ -67,8 +68,8 @@ func sqliteCorrupt(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errSQLiteCorrupt, fmt.Sprintf(format, args...))
 }
 
-// openSQLite checks the database header of data.
-func openSQLite(data []byte) (*sqliteDB, error) {
+// Open checks the database header of data.
+func Open(data []byte) (*DB, error) {
 	if len(data) < sqliteHeaderSize || !bytes.Equal(data[:16], []byte("SQLite format 3\x00")) {
 		return nil, fmt.Errorf("sqlite: not an SQLite 3 database (%d bytes)", len(data))
 	}
@@ -102,11 +103,11 @@ func openSQLite(data []byte) (*sqliteDB, error) {
 		binary.BigEndian.Uint32(data[24:]) == binary.BigEndian.Uint32(data[92:]) && uint64(n) < npages {
 		npages = uint64(n)
 	}
-	return &sqliteDB{data: data, pageSize: ps, usable: usable, npages: uint32(min(npages, math.MaxUint32))}, nil
+	return &DB{data: data, pageSize: ps, usable: usable, npages: uint32(min(npages, math.MaxUint32))}, nil
 }
 
 // page returns the usable bytes of page n (1-based).
-func (db *sqliteDB) page(n uint32) ([]byte, error) {
+func (db *DB) page(n uint32) ([]byte, error) {
 	if n == 0 || n > db.npages {
 		return nil, sqliteCorrupt("page %d out of range (database has %d pages)", n, db.npages)
 	}
@@ -136,12 +137,12 @@ func readVarint(b []byte) (uint64, int, bool) {
 // walkTable calls fn with the rowid and the full payload of every row of the
 // table b-tree rooted at page root, in rowid order. A payload that fits its
 // page aliases the database's memory: fn must not modify it.
-func (db *sqliteDB) walkTable(root uint32, fn func(rowid int64, payload []byte) error) error {
+func (db *DB) walkTable(root uint32, fn func(rowid int64, payload []byte) error) error {
 	seen := make(map[uint32]bool)
 	return db.walkPage(root, 0, seen, fn)
 }
 
-func (db *sqliteDB) walkPage(n uint32, depth int, seen map[uint32]bool, fn func(int64, []byte) error) error {
+func (db *DB) walkPage(n uint32, depth int, seen map[uint32]bool, fn func(int64, []byte) error) error {
 	if depth > sqliteMaxDepth {
 		return sqliteCorrupt("b-tree deeper than %d at page %d", sqliteMaxDepth, n)
 	}
@@ -220,7 +221,7 @@ func (db *sqliteDB) walkPage(n uint32, depth int, seen map[uint32]bool, fn func(
 // whose first page number follows the local part. seen holds the pages the
 // walk has visited: no page is part of two chains or of a chain and the tree,
 // which bounds the work of a whole walk by the size of the file.
-func (db *sqliteDB) payload(local []byte, size uint64, pgno uint32, cell int, seen map[uint32]bool) ([]byte, error) {
+func (db *DB) payload(local []byte, size uint64, pgno uint32, cell int, seen map[uint32]bool) ([]byte, error) {
 	u := uint64(db.usable)
 	x := u - 35 // the most a table leaf cell keeps on its page
 	if size <= x {
@@ -264,39 +265,39 @@ func (db *sqliteDB) payload(local []byte, size uint64, pgno uint32, cell int, se
 }
 
 // parseRecord decodes a record (header of serial types, then the values).
-func parseRecord(rec []byte) ([]sqliteValue, error) {
+func parseRecord(rec []byte) ([]Value, error) {
 	hsize, k, ok := readVarint(rec)
 	if !ok || hsize < uint64(k) || hsize > uint64(len(rec)) {
 		return nil, sqliteCorrupt("record header size %d of a %d-byte record", hsize, len(rec))
 	}
 	hdr := rec[k:hsize]
 	body := rec[hsize:]
-	var vals []sqliteValue
+	var vals []Value
 	for len(hdr) > 0 {
 		st, k, ok := readVarint(hdr)
 		if !ok {
 			return nil, sqliteCorrupt("record: truncated serial type of column %d", len(vals))
 		}
 		hdr = hdr[k:]
-		var v sqliteValue
+		var v Value
 		n := uint64(0)
 		switch {
 		case st == 0:
 		case st >= 1 && st <= 6:
 			n = [...]uint64{0, 1, 2, 3, 4, 6, 8}[st]
-			v.Type = sqliteInteger
+			v.Type = Integer
 		case st == 7:
 			n = 8
-			v.Type = sqliteFloat
+			v.Type = Float
 		case st == 8 || st == 9:
-			v.Type, v.Int = sqliteInteger, int64(st-8)
+			v.Type, v.Int = Integer, int64(st-8)
 		case st == 10 || st == 11:
 			return nil, sqliteCorrupt("record: reserved serial type %d in column %d", st, len(vals))
 		default:
 			n = (st - 12) / 2
-			v.Type = sqliteBlob
+			v.Type = Blob
 			if st%2 == 1 {
-				v.Type = sqliteText
+				v.Type = Text
 			}
 		}
 		if n > uint64(len(body)) {
@@ -305,7 +306,7 @@ func parseRecord(rec []byte) ([]sqliteValue, error) {
 		b := body[:n]
 		body = body[n:]
 		switch v.Type {
-		case sqliteInteger:
+		case Integer:
 			if n > 0 {
 				x := int64(int8(b[0])) // sign-extended big-endian two's complement
 				for _, c := range b[1:] {
@@ -313,9 +314,9 @@ func parseRecord(rec []byte) ([]sqliteValue, error) {
 				}
 				v.Int = x
 			}
-		case sqliteFloat:
+		case Float:
 			v.Float = math.Float64frombits(binary.BigEndian.Uint64(b))
-		case sqliteText, sqliteBlob:
+		case Text, Blob:
 			v.Bytes = b
 		}
 		vals = append(vals, v)
@@ -335,18 +336,18 @@ type sqliteTable struct {
 
 // table looks name up in the schema table (page 1; columns type, name,
 // tbl_name, rootpage, sql).
-func (db *sqliteDB) table(name string) (*sqliteTable, error) {
+func (db *DB) table(name string) (*sqliteTable, error) {
 	var found *sqliteTable
 	err := db.walkTable(1, func(rowid int64, payload []byte) error {
 		rec, err := parseRecord(payload)
 		if err != nil {
 			return fmt.Errorf("schema row %d: %w", rowid, err)
 		}
-		if len(rec) < 5 || rec[0].Type != sqliteText || string(rec[0].Bytes) != "table" ||
-			rec[1].Type != sqliteText || !strings.EqualFold(string(rec[1].Bytes), name) {
+		if len(rec) < 5 || rec[0].Type != Text || string(rec[0].Bytes) != "table" ||
+			rec[1].Type != Text || !strings.EqualFold(string(rec[1].Bytes), name) {
 			return nil
 		}
-		if rec[3].Type != sqliteInteger || rec[3].Int <= 0 || rec[3].Int > math.MaxUint32 {
+		if rec[3].Type != Integer || rec[3].Int <= 0 || rec[3].Int > math.MaxUint32 {
 			return sqliteCorrupt("schema row %d: table %s has root page %v", rowid, name, rec[3])
 		}
 		t := &sqliteTable{name: string(rec[1].Bytes), root: uint32(rec[3].Int), sql: string(rec[4].Bytes)}
@@ -467,10 +468,10 @@ func isReal(typ string) bool {
 	return strings.Contains(typ, "REAL") || strings.Contains(typ, "FLOA") || strings.Contains(typ, "DOUB")
 }
 
-// selectRows calls fn with the named columns of every row of table, in rowid
+// SelectRows calls fn with the named columns of every row of table, in rowid
 // order, like SELECT cols FROM table. Columns a record lacks (added by a
 // later ALTER TABLE) are NULL; the INTEGER PRIMARY KEY column is the rowid.
-func (db *sqliteDB) selectRows(table string, cols []string, fn func(vals []sqliteValue) error) error {
+func (db *DB) SelectRows(table string, cols []string, fn func(vals []Value) error) error {
 	t, err := db.table(table)
 	if err != nil {
 		return err
@@ -487,7 +488,7 @@ func (db *sqliteDB) selectRows(table string, cols []string, fn func(vals []sqlit
 			return fmt.Errorf("sqlite: table %s has no column %s (columns %s)", t.name, c, strings.Join(t.columns, ", "))
 		}
 	}
-	out := make([]sqliteValue, len(cols))
+	out := make([]Value, len(cols))
 	return db.walkTable(t.root, func(rowid int64, payload []byte) error {
 		rec, err := parseRecord(payload)
 		if err != nil {
@@ -496,14 +497,14 @@ func (db *sqliteDB) selectRows(table string, cols []string, fn func(vals []sqlit
 		for i, j := range idx {
 			switch {
 			case j == t.rowidAt:
-				out[i] = sqliteValue{Type: sqliteInteger, Int: rowid}
+				out[i] = Value{Type: Integer, Int: rowid}
 			case j < len(rec):
 				out[i] = rec[j]
-				if t.real[j] && rec[j].Type == sqliteInteger {
-					out[i] = sqliteValue{Type: sqliteFloat, Float: float64(rec[j].Int)}
+				if t.real[j] && rec[j].Type == Integer {
+					out[i] = Value{Type: Float, Float: float64(rec[j].Int)}
 				}
 			default:
-				out[i] = sqliteValue{}
+				out[i] = Value{}
 			}
 		}
 		return fn(out)

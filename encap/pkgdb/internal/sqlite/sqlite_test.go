@@ -1,4 +1,4 @@
-package encap
+package sqlite
 
 import (
 	"encoding/binary"
@@ -29,22 +29,22 @@ func makeSQLite(t testing.TB, pageSize int, sql string) []byte {
 }
 
 // formatValue prints a value the way the queries in compareWithCLI do.
-func formatValue(v sqliteValue) string {
+func formatValue(v Value) string {
 	switch v.Type {
-	case sqliteNull:
+	case Null:
 		return "NULL"
-	case sqliteInteger:
+	case Integer:
 		return fmt.Sprint(v.Int)
-	case sqliteFloat:
+	case Float:
 		return fmt.Sprintf("%.3f", v.Float)
-	case sqliteText:
+	case Text:
 		return string(v.Bytes)
 	default:
 		return "X'" + strings.ToUpper(hex.EncodeToString(v.Bytes)) + "'"
 	}
 }
 
-// compareWithCLI reads every row of table with selectRows and compares it
+// compareWithCLI reads every row of table with SelectRows and compares it
 // with what sqlite3 prints for the same columns.
 func compareWithCLI(t *testing.T, data []byte, table string, cols []string) int {
 	t.Helper()
@@ -59,13 +59,13 @@ func compareWithCLI(t *testing.T, data []byte, table string, cols []string) int 
 	}
 	want := runTool(t, nil, "sqlite3", "-readonly", "-separator", "|", path,
 		"SELECT "+strings.Join(exprs, ", ")+" FROM "+table+" ORDER BY rowid")
-	db, err := openSQLite(data)
+	db, err := Open(data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got strings.Builder
 	n := 0
-	err = db.selectRows(table, cols, func(vals []sqliteValue) error {
+	err = db.SelectRows(table, cols, func(vals []Value) error {
 		for i, v := range vals {
 			if i > 0 {
 				got.WriteString("|")
@@ -115,7 +115,7 @@ func TestSQLiteManyRows(t *testing.T) {
 			}
 			if ps == 512 {
 				// enough rows that the table is at least two levels deep
-				db, _ := openSQLite(data)
+				db, _ := Open(data)
 				tab, err := db.table("t")
 				if err != nil {
 					t.Fatal(err)
@@ -271,13 +271,13 @@ func overflowPage(next uint32, content []byte) []byte {
 	return pg
 }
 
-func readAll(data []byte) (rows [][]sqliteValue, err error) {
-	db, err := openSQLite(data)
+func readAll(data []byte) (rows [][]Value, err error) {
+	db, err := Open(data)
 	if err != nil {
 		return nil, err
 	}
-	err = db.selectRows("t", []string{"x", "v"}, func(v []sqliteValue) error {
-		rows = append(rows, append([]sqliteValue(nil), v...))
+	err = db.SelectRows("t", []string{"x", "v"}, func(v []Value) error {
+		rows = append(rows, append([]Value(nil), v...))
 		return nil
 	})
 	return rows, err
@@ -367,15 +367,15 @@ func TestSQLiteTruncatedReal(t *testing.T) {
 			t.Errorf("truncated to %d of %d bytes: no error", n, len(data))
 		}
 	}
-	db, _ := openSQLite(data)
+	db, _ := Open(data)
 	if _, err := db.table("nosuch"); err == nil || !strings.Contains(err.Error(), "no table nosuch") {
 		t.Errorf("missing table: %v", err)
 	}
-	if err := db.selectRows("t", []string{"nosuch"}, func([]sqliteValue) error { return nil }); err == nil {
+	if err := db.SelectRows("t", []string{"nosuch"}, func([]Value) error { return nil }); err == nil {
 		t.Error("missing column: no error")
 	}
 	stop := errors.New("stop")
-	if err := db.selectRows("t", []string{"id"}, func([]sqliteValue) error { return stop }); !errors.Is(err, stop) {
+	if err := db.SelectRows("t", []string{"id"}, func([]Value) error { return stop }); !errors.Is(err, stop) {
 		t.Errorf("callback error: %v", err)
 	}
 }
@@ -421,6 +421,8 @@ func FuzzSQLite(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		readAll(data)
-		readRpmdbSQLite(data)
+		if db, err := Open(data); err == nil {
+			db.SelectRows("Packages", []string{"hnum", "blob"}, func([]Value) error { return nil })
+		}
 	})
 }
