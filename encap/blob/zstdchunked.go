@@ -3,6 +3,8 @@ package blob
 import (
 	"io"
 	"maps"
+	"sync"
+	"time"
 
 	"go.podman.io/storage/pkg/chunked/compressor"
 )
@@ -16,9 +18,9 @@ import (
 // io.github.containers.zstd-chunked.* annotations.
 //
 // The table of contents records each tar entry's mtime as the Go archive/tar
-// reader returns it, in time.Local: its JSON (and so the blob digest)
-// depends on the time zone of the process unless time.Local is UTC. The
-// ocitree CLI sets time.Local to UTC before encapsulating with zstd:chunked.
+// reader returns it, in time.Local: its JSON (and so the blob digest) would
+// depend on the time zone of the process. So the first zstd:chunked
+// compressor sets time.Local to UTC, for the whole process.
 const ZstdChunked Compression = "zstd:chunked"
 
 // zstdChunkedLevel is the zstd level of the zstd:chunked frames (the library
@@ -32,7 +34,13 @@ type zstdChunkedWriter struct {
 	annot map[string]string
 }
 
+// utcOnce makes time.Local UTC once, before the first zstd:chunked stream.
+var utcOnce sync.Once
+
+// NewZstdChunkedCompressor returns a zstd:chunked compressor; after Close,
+// its Annotations method returns the layer descriptor annotations.
 func NewZstdChunkedCompressor(w io.Writer) (io.WriteCloser, error) {
+	utcOnce.Do(func() { time.Local = time.UTC })
 	level := zstdChunkedLevel
 	zw := &zstdChunkedWriter{annot: map[string]string{}}
 	var err error
