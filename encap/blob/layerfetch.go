@@ -3,7 +3,7 @@ package blob
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
+	_ "crypto/sha512" // sha384 and sha512 diff_ids
 	"fmt"
 	"hash"
 	"io"
@@ -49,6 +49,11 @@ type Info struct {
 // consume, and checks the uncompressed bytes against diffID (the blob's
 // digest is checked by r).
 func Fetch(ctx context.Context, r oci.Reader, desc oci.Descriptor, diffID digest.Digest, opts FetchOptions, consume func(io.Reader) error) (*Info, error) {
+	// Any algorithm go-digest knows (and this binary links) verifies; an
+	// unknown one is refused before anything is read.
+	if err := diffID.Validate(); err != nil {
+		return nil, fmt.Errorf("layer diff_id %q: %w", diffID, err)
+	}
 	rc, err := r.Blob(ctx, desc)
 	if err != nil {
 		return nil, err
@@ -64,12 +69,12 @@ func Fetch(ctx context.Context, r oci.Reader, desc oci.Descriptor, diffID digest
 		return nil, err
 	}
 	defer dr.Close()
-	h := sha256.New()
+	dd := diffID.Algorithm().Digester()
 	limits := DefaultLimits()
 	if opts.Limits != nil {
 		limits = *opts.Limits
 	}
-	var tar io.Reader = io.TeeReader(limitLayer(dr, desc, limits), h)
+	var tar io.Reader = io.TeeReader(limitLayer(dr, desc, limits), dd.Hash())
 	var rec Recording
 	if opts.Record != nil {
 		rec = opts.Record(tar)
@@ -94,7 +99,7 @@ func Fetch(ctx context.Context, r oci.Reader, desc oci.Descriptor, diffID digest
 	if _, err := io.Copy(io.Discard, blob); err != nil {
 		return nil, err
 	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != diffID.String() {
+	if got := dd.Digest(); got != diffID {
 		return nil, fmt.Errorf("diff_id mismatch: uncompressed layer is %s, config says %s", got, diffID)
 	}
 	if opts.Progress != nil {

@@ -231,7 +231,7 @@ func withAssembledTar(repo *ostree.Repo, rec *layerRecord, consume func(io.Reade
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	dig := digest.Canonical.Digester()
+	dig := rec.DiffID.Algorithm().Digester() // validated when the layer was fetched
 	tee := io.TeeReader(pr, dig.Hash())
 	err := consume(tee)
 	if err == nil {
