@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"slices"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/ocitree/ocitree/encap/blob"
@@ -22,6 +21,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	imgspec "github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 )
 
 // Options control Encapsulate.
@@ -213,29 +213,22 @@ func writeLayers(ctx context.Context, repo *ostree.Repo, commit ostree.Checksum,
 	}
 	sort.SliceStable(order, func(a, b int) bool { return jobs[order[a]].size > jobs[order[b]].size })
 	results := make([]LayerResult, len(jobs))
-	errs := make([]error, len(jobs))
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	var wg sync.WaitGroup
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
 	for _, i := range order {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			j := jobs[i]
 			desc, diffID, err := blob.WriteLayer(ctx, w, j.write, comp, mediaType)
 			if err != nil {
-				errs[i] = fmt.Errorf("layer %d (%s): %w", i, j.createdBy, err)
-				return
+				return fmt.Errorf("layer %d (%s): %w", i, j.createdBy, err)
 			}
 			desc.Annotations = blob.MergeAnnotations(desc.Annotations, j.annot)
 			results[i] = LayerResult{Descriptor: desc, DiffID: diffID, CreatedBy: j.createdBy}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return results, nil
 }

@@ -28,6 +28,7 @@ import (
 	"go.podman.io/storage/pkg/configfile"
 	"go.podman.io/storage/pkg/fileutils"
 	"go.podman.io/storage/pkg/unshare"
+	"golang.org/x/sync/errgroup"
 )
 
 // Why Copy mounts blobs itself before calling copy.Image:
@@ -108,50 +109,35 @@ func mountBlobs(ctx context.Context, sys *types.SystemContext, pc *signature.Pol
 		return st, fmt.Errorf("mounting blobs into %s: %w", dstName.Name(), err)
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	work := make(chan digest.Digest)
-	for range min(mountWorkers, len(blobs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for d := range work {
-				res, err := m.mount(ctx, d)
-				mu.Lock()
-				switch {
-				case err != nil:
-					if firstErr == nil {
-						firstErr = err
-						cancel() // the registry refuses us or is gone: stop, copy.Image copies the rest
-					}
-				case res == mountDone:
-					st.mounted++
-				case res == mountPresent:
-					st.present++
-				default:
-					st.skipped++
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-feed:
+	// The first error cancels the rest: the registry refuses us or is gone,
+	// and copy.Image copies what was not mounted.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(mountWorkers)
+	var mu sync.Mutex
 	for _, d := range blobs {
-		select {
-		case work <- d:
-		case <-ctx.Done():
-			break feed
+		if gctx.Err() != nil {
+			break
 		}
+		g.Go(func() error {
+			res, err := m.mount(gctx, d)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch res {
+			case mountDone:
+				st.mounted++
+			case mountPresent:
+				st.present++
+			default:
+				st.skipped++
+			}
+			return nil
+		})
 	}
-	close(work)
-	wg.Wait()
-	if firstErr != nil {
-		return st, fmt.Errorf("mounting blobs from %s into %s: %w", srcName.Name(), dstName.Name(), firstErr)
+	if err := g.Wait(); err != nil {
+		return st, fmt.Errorf("mounting blobs from %s into %s: %w", srcName.Name(), dstName.Name(), err)
 	}
 	return st, nil
 }

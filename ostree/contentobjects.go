@@ -4,12 +4,13 @@ package ostree
 // every path where the commit has it and its payload size.
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // ContentObject is one content object (regular file or symlink) of a commit
@@ -103,38 +104,22 @@ func fillSizes(repo *Repo, objs []ContentObject) error {
 		}
 		return nil
 	}
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		next    int
-		errs    []error
-		stopped bool
-	)
-	for range workers {
-		wg.Go(func() {
-			for {
-				mu.Lock()
-				if stopped || next >= len(objs) {
-					mu.Unlock()
-					return
-				}
-				i := next
-				next++
-				mu.Unlock()
-				sz, err := contentSize(repo, objs[i].Checksum)
-				if err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					stopped = true
-					mu.Unlock()
-					return
-				}
-				objs[i].Size = sz
+	g, ctx := errgroup.WithContext(context.Background())
+	g.SetLimit(workers)
+	for i := range objs {
+		if ctx.Err() != nil {
+			break // an object failed: stop
+		}
+		g.Go(func() error {
+			sz, err := contentSize(repo, objs[i].Checksum)
+			if err != nil {
+				return err
 			}
+			objs[i].Size = sz
+			return nil
 		})
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return g.Wait()
 }
 
 func contentSize(repo *Repo, c Checksum) (int64, error) {

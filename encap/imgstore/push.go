@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 
 	"github.com/ocitree/ocitree/encap"
 	"github.com/ocitree/ocitree/encap/blob"
@@ -18,6 +17,7 @@ import (
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 )
 
 // PushOptions control Push.
@@ -115,35 +115,21 @@ func pushLayers(ctx context.Context, repo *ostree.Repo, w oci.Writer, layout *en
 	if parallel <= 0 {
 		parallel = 2
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-		sem      = make(chan struct{}, parallel)
-	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallel)
 	for i := range layout.Manifest.Layers {
-		sem <- struct{}{}
-		if ctx.Err() != nil {
+		if gctx.Err() != nil {
 			break
 		}
-		wg.Add(1)
-		go func(i int) {
-			defer func() { <-sem; wg.Done() }()
-			if err := pushLayer(ctx, repo, w, layout, i, &res.Layers[i], opts); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = fmt.Errorf("layer %d (%s): %w", i, layout.Manifest.Layers[i].Digest, err)
-				}
-				mu.Unlock()
-				cancel()
+		g.Go(func() error {
+			if err := pushLayer(gctx, repo, w, layout, i, &res.Layers[i], opts); err != nil {
+				return fmt.Errorf("layer %d (%s): %w", i, layout.Manifest.Layers[i].Digest, err)
 			}
-		}(i)
+			return nil
+		})
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	return ctx.Err()
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 )
 
 // Ref namespaces of the image store (spec §5.1).
@@ -343,26 +344,16 @@ func fetchOstreeLayers(ctx context.Context, repo *ostree.Repo, r oci.Reader, mis
 	if parallel <= 0 {
 		parallel = DefaultPullParallelism
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallel)
 	var (
-		sem        = make(chan struct{}, parallel)
-		wg         sync.WaitGroup
 		compWG     sync.WaitGroup
 		mu         sync.Mutex
-		firstErr   error
 		compFailed bool
 	)
-	fail := func(err error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = err
-		}
-		mu.Unlock()
-		cancel()
-	}
 	// Components first, the commit layer last (§5.5); it may run
-	// alongside the last components.
+	// alongside the last components. Being last, it holds its slot while it
+	// waits for them without keeping any layer from starting.
 	order := append([]*layerState{}, missing...)
 	sort.SliceStable(order, func(i, j int) bool { return order[i].index != 0 && order[j].index == 0 })
 	for _, l := range order {
@@ -371,45 +362,36 @@ func fetchOstreeLayers(ctx context.Context, repo *ostree.Repo, r oci.Reader, mis
 		}
 	}
 	for _, l := range order {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
+		if gctx.Err() != nil {
+			// Not started: the commit layer, last, is not started either.
 			break
 		}
-		wg.Add(1)
-		go func(l *layerState) {
-			defer wg.Done()
+		g.Go(func() error {
 			var err error
 			if l.index == 0 {
-				err = importCommitLayerBlob(ctx, repo, r, l, progress, opts.VerifyCommit, sem, func() bool {
+				err = importCommitLayerBlob(gctx, repo, r, l, progress, opts.VerifyCommit, func() bool {
 					compWG.Wait()
 					mu.Lock()
 					defer mu.Unlock()
 					return !compFailed
 				})
 			} else {
-				err = importChunkLayerBlob(ctx, repo, r, l, progress)
+				err = importChunkLayerBlob(gctx, repo, r, l, progress)
 				if err != nil {
 					mu.Lock()
 					compFailed = true
 					mu.Unlock()
 				}
 				compWG.Done()
-				<-sem
 			}
 			if err != nil {
-				fail(fmt.Errorf("layer %d (%s): %w", l.index, l.desc.Digest, err))
+				return fmt.Errorf("layer %d (%s): %w", l.index, l.desc.Digest, err)
 			}
-		}(l)
+			return nil
+		})
 	}
-	// Layers never started (cancelled) still count down for the commit layer.
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	if firstErr != nil {
-		return firstErr
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	return ctx.Err()
 }
@@ -449,17 +431,8 @@ func importChunkLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, 
 }
 
 // importCommitLayerBlob fetches the commit layer; before committing it
-// releases its slot in sem and calls wait, which reports whether every
-// component layer was imported.
-func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, l *layerState, progress fetchConfig, verify func(*ostree.Txn, ostree.Checksum) error, sem chan struct{}, wait func() bool) error {
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			<-sem
-		}
-	}
-	defer release()
+// calls wait, which reports whether every component layer was imported.
+func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, l *layerState, progress fetchConfig, verify func(*ostree.Txn, ostree.Checksum) error, wait func() bool) error {
 	txn, err := repo.Begin()
 	if err != nil {
 		return err
@@ -478,7 +451,6 @@ func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader,
 	if err := writeOstreeRecord(txn, l, rec, info); err != nil {
 		return err
 	}
-	release()
 	if !wait() {
 		return errors.New("not committed: a component layer failed")
 	}
