@@ -25,9 +25,11 @@ func SkipOrFail(t testing.TB, format string, args ...any) {
 	t.Skipf(format, args...)
 }
 
-// RequireRoot skips (fails with CI=true) unless the test runs as root.
+// RequireRoot skips (fails with CI=true) unless the test runs as root; under
+// -short it skips.
 func RequireRoot(t testing.TB) {
 	t.Helper()
+	skipShort(t, "needs root")
 	if os.Geteuid() != 0 {
 		SkipOrFail(t, "needs root (chown, setuid bits, bare repositories)")
 	}
@@ -36,9 +38,11 @@ func RequireRoot(t testing.TB) {
 // OstreeBin is the ostree CLI the tests compare against.
 const OstreeBin = "/usr/bin/ostree"
 
-// RequireOstree skips (fails with CI=true) when the ostree CLI is missing.
+// RequireOstree skips (fails with CI=true) when the ostree CLI is missing;
+// under -short it skips.
 func RequireOstree(t testing.TB) {
 	t.Helper()
+	skipShort(t, "needs the ostree CLI")
 	if _, err := os.Stat(OstreeBin); err != nil {
 		SkipOrFail(t, "%s not installed: %v", OstreeBin, err)
 	}
@@ -86,6 +90,7 @@ func CommitDir(t testing.TB, r *ostree.Repo, src string) ostree.Checksum {
 // scripts/test-deps.sh installs them.
 func RequireTool(t testing.TB, names ...string) {
 	t.Helper()
+	skipShort(t, "needs %v", names)
 	for _, n := range names {
 		if _, err := exec.LookPath(n); err != nil {
 			SkipOrFail(t, "%s not installed (scripts/test-deps.sh installs it)", n)
@@ -137,4 +142,13 @@ func CommitTree(t *testing.T, files map[string]string) (*ostree.Repo, ostree.Che
 		t.Fatal(err)
 	}
 	return repo, c
+}
+
+// skipShort skips a test that needs root or a peer under -short (make unit),
+// whatever the machine has.
+func skipShort(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("-short: "+format, args...)
+	}
 }
