@@ -30,6 +30,7 @@ const (
 	Zstd Compression = "zstd"
 )
 
+// MediaType is the OCI layer media type of a compression.
 func MediaType(c Compression) (string, error) {
 	switch c {
 	case Gzip:
@@ -118,6 +119,8 @@ func NewCompressor(w io.Writer, c Compression) (io.WriteCloser, error) {
 	return nil, fmt.Errorf("compression %q is not supported", c)
 }
 
+// Decompress returns the uncompressed stream of a layer blob of mediaType
+// (gzip, zstd or plain tar, OCI or Docker).
 func Decompress(r io.Reader, mediaType string) (io.ReadCloser, error) {
 	// Large reads through the digest verifier and hashers below; the
 	// decompressors use a ByteReader as it is.

@@ -51,6 +51,7 @@ const (
 	Blob
 )
 
+// String is the storage class name, as SQLite spells it.
 func (t Type) String() string {
 	return [...]string{"NULL", "INTEGER", "REAL", "TEXT", "BLOB"}[t]
 }
