@@ -3,7 +3,7 @@
 // after them), as tar-split's newline-delimited JSON entries, gzip
 // compressed. With the payloads taken back from the store the exact tar —
 // and so the diff_id — can be rebuilt, and with the same compressor the
-// exact blob (push.go).
+// exact blob (imgstore.Push).
 //
 // The entry format is tar-split's (storage.Entry: type 2 segments with raw
 // bytes, type 1 files with name, size and the CRC-64/ISO of the payload), so
