@@ -1,39 +1,27 @@
 package encap
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"hash"
 	"io"
 	"maps"
-	"os"
 	"runtime"
 	"slices"
 	"sort"
-	"sync"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
+	"github.com/ocitree/ocitree/encap/blob"
+	"github.com/ocitree/ocitree/encap/ostreetar"
+	"github.com/ocitree/ocitree/encap/pack"
+	"github.com/ocitree/ocitree/encap/pkgdb"
 	"github.com/ocitree/ocitree/oci"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/opencontainers/go-digest"
 	imgspec "github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
-)
-
-// Compression names a layer compression.
-type Compression string
-
-// Supported layer compressions.
-const (
-	Gzip Compression = "gzip"
-	Zstd Compression = "zstd"
+	"golang.org/x/sync/errgroup"
 )
 
 // Options control Encapsulate.
@@ -42,7 +30,7 @@ type Options struct {
 	// (DefaultMaxLayers when 0; at least MinMaxLayers).
 	MaxLayers int
 	// Compression of every layer (Gzip when empty).
-	Compression Compression
+	Compression blob.Compression
 	// Labels are added to the config and the manifest annotations; they
 	// override the ones derived from the commit.
 	Labels map[string]string
@@ -50,7 +38,7 @@ type Options struct {
 	ContentMeta string
 	// Prior is the component layout of a previous build (see PriorLayers):
 	// components keep their layers so unchanged layers keep their digests.
-	Prior []PriorLayer
+	Prior []pack.PriorLayer
 	// Warn receives notes that do not stop the build.
 	Warn func(string)
 }
@@ -87,9 +75,9 @@ func Encapsulate(ctx context.Context, repo *ostree.Repo, commit ostree.Checksum,
 	}
 	comp := opts.Compression
 	if comp == "" {
-		comp = Gzip
+		comp = blob.Gzip
 	}
-	mediaType, err := layerMediaType(comp)
+	mediaType, err := blob.MediaType(comp)
 	if err != nil {
 		return nil, err
 	}
@@ -142,15 +130,15 @@ func Encapsulate(ctx context.Context, repo *ostree.Repo, commit ostree.Checksum,
 // Plan is the layer assignment of a commit's content objects.
 type Plan struct {
 	// Rest are the objects of the commit layer (those no component took).
-	Rest Chunk
+	Rest ostreetar.Chunk
 	// Components are the component layers, in image order.
 	Components []PlannedLayer
 }
 
 // PlannedLayer is one component layer with its objects.
 type PlannedLayer struct {
-	Layer
-	Chunk Chunk
+	pack.Layer
+	Chunk ostreetar.Chunk
 }
 
 // PlanLayers attributes the commit's objects to components and packs them
@@ -158,25 +146,25 @@ type PlannedLayer struct {
 func PlanLayers(repo *ostree.Repo, commit ostree.Checksum, opts Options) (*Plan, error) {
 	limit := opts.MaxLayers
 	if limit == 0 {
-		limit = DefaultMaxLayers
+		limit = pack.DefaultMaxLayers
 	}
-	objs, err := CommitObjects(repo, commit)
+	objs, err := ostree.CommitObjects(repo, commit)
 	if err != nil {
 		return nil, err
 	}
-	comps, err := Attribute(repo, commit, objs, AttributeOptions{ContentMeta: opts.ContentMeta, Warn: opts.Warn})
+	comps, err := pkgdb.Attribute(repo, commit, objs, pkgdb.AttributeOptions{ContentMeta: opts.ContentMeta, Warn: opts.Warn})
 	if err != nil {
 		return nil, err
 	}
 	if opts.ContentMeta != "" {
 		// Every listed component gets its layer, as in ostree-ext.
-		limit = max(limit, LayersNeeded(comps))
+		limit = max(limit, pack.LayersNeeded(comps))
 	}
-	packed, err := Pack(comps, limit, opts.Prior)
+	packed, err := pack.Pack(comps, limit, opts.Prior)
 	if err != nil {
 		return nil, err
 	}
-	byCsum := make(map[ostree.Checksum]ChunkObject, len(objs))
+	byCsum := make(map[ostree.Checksum]ostree.ContentObject, len(objs))
 	for _, o := range objs {
 		byCsum[o.Checksum] = o
 	}
@@ -200,18 +188,8 @@ func PlanLayers(repo *ostree.Repo, commit ostree.Checksum, opts Options) (*Plan,
 	return plan, nil
 }
 
-func layerMediaType(c Compression) (string, error) {
-	switch c {
-	case Gzip:
-		return v1.MediaTypeImageLayerGzip, nil
-	case Zstd, ZstdChunked:
-		return v1.MediaTypeImageLayerZstd, nil
-	}
-	return "", fmt.Errorf("compression %q is not supported (want gzip, zstd or zstd:chunked)", c)
-}
-
 // writeLayers builds every layer, largest first, on all cores.
-func writeLayers(ctx context.Context, repo *ostree.Repo, commit ostree.Checksum, subject string, plan *Plan, w oci.Writer, comp Compression, mediaType string) ([]LayerResult, error) {
+func writeLayers(ctx context.Context, repo *ostree.Repo, commit ostree.Checksum, subject string, plan *Plan, w oci.Writer, comp blob.Compression, mediaType string) ([]LayerResult, error) {
 	type job struct {
 		size      int64
 		write     func(io.Writer) error
@@ -223,11 +201,11 @@ func writeLayers(ctx context.Context, repo *ostree.Repo, commit ostree.Checksum,
 		createdBy = "ostree export of commit " + commit.String()
 	}
 	jobs := []job{{size: chunkSize(plan.Rest), createdBy: createdBy,
-		write: func(w io.Writer) error { return WriteCommitLayer(w, repo, commit, plan.Rest) }}}
+		write: func(w io.Writer) error { return ostreetar.WriteCommitLayer(w, repo, commit, plan.Rest) }}}
 	for _, pl := range plan.Components {
 		jobs = append(jobs, job{size: chunkSize(pl.Chunk), createdBy: pl.Name,
-			annot: map[string]string{ComponentsAnnotation: pl.Annotation()},
-			write: func(w io.Writer) error { return WriteChunkLayer(w, repo, pl.Chunk) }})
+			annot: map[string]string{pack.ComponentsAnnotation: pl.Annotation()},
+			write: func(w io.Writer) error { return ostreetar.WriteChunkLayer(w, repo, pl.Chunk) }})
 	}
 	order := make([]int, len(jobs))
 	for i := range order {
@@ -235,117 +213,32 @@ func writeLayers(ctx context.Context, repo *ostree.Repo, commit ostree.Checksum,
 	}
 	sort.SliceStable(order, func(a, b int) bool { return jobs[order[a]].size > jobs[order[b]].size })
 	results := make([]LayerResult, len(jobs))
-	errs := make([]error, len(jobs))
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	var wg sync.WaitGroup
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
 	for _, i := range order {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			j := jobs[i]
-			desc, diffID, err := writeLayer(ctx, w, j.write, comp, mediaType)
+			desc, diffID, err := blob.WriteLayer(ctx, w, j.write, comp, mediaType)
 			if err != nil {
-				errs[i] = fmt.Errorf("layer %d (%s): %w", i, j.createdBy, err)
-				return
+				return fmt.Errorf("layer %d (%s): %w", i, j.createdBy, err)
 			}
-			desc.Annotations = mergeAnnotations(desc.Annotations, j.annot)
+			desc.Annotations = blob.MergeAnnotations(desc.Annotations, j.annot)
 			results[i] = LayerResult{Descriptor: desc, DiffID: diffID, CreatedBy: j.createdBy}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return results, nil
 }
 
-func chunkSize(c Chunk) int64 {
+func chunkSize(c ostreetar.Chunk) int64 {
 	var n int64
 	for _, o := range c.Objects {
 		n += o.Size
 	}
 	return n
-}
-
-// writeLayer compresses one tar into a temp file, hashing the uncompressed
-// bytes for the diff_id and the compressed ones for the digest, then hands
-// the file to w. Compressing outside PutBlob lets layers compress in
-// parallel even where the destination takes one blob at a time (oci:).
-func writeLayer(ctx context.Context, w oci.Writer, write func(io.Writer) error, comp Compression, mediaType string) (oci.Descriptor, digest.Digest, error) {
-	f, err := os.CreateTemp(scratchDir(), "ocitree-layer-*")
-	if err != nil {
-		return oci.Descriptor{}, "", fmt.Errorf("creating a scratch file for the layer: %w", err)
-	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	diff, blob := sha256.New(), sha256.New()
-	counter := &countingWriter{w: io.MultiWriter(f, blob)}
-	cw, err := newCompressor(counter, comp)
-	if err != nil {
-		return oci.Descriptor{}, "", err
-	}
-	bw := bufio.NewWriterSize(io.MultiWriter(cw, diff), 256<<10)
-	err = write(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if cerr := cw.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		_, err = f.Seek(0, io.SeekStart)
-	}
-	if err != nil {
-		return oci.Descriptor{}, "", err
-	}
-	desc := oci.Descriptor{MediaType: mediaType, Digest: sha256Digest(blob), Size: counter.n}
-	got, err := w.PutBlob(ctx, bufio.NewReaderSize(f, 1<<20), desc)
-	if err != nil {
-		return oci.Descriptor{}, "", err
-	}
-	return oci.Descriptor{MediaType: mediaType, Digest: got.Digest, Size: got.Size, Annotations: layerAnnotations(cw)}, sha256Digest(diff), nil
-}
-
-func sha256Digest(h hash.Hash) digest.Digest {
-	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
-}
-
-// scratchDir is where compressed layers wait for the destination: $TMPDIR
-// when set, else /var/tmp (disk-backed, unlike a tmpfs /tmp), as ostree-ext.
-func scratchDir() string {
-	if d := os.Getenv("TMPDIR"); d != "" {
-		return d
-	}
-	return "/var/tmp"
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
-// newCompressor returns a pinned, deterministic compressor: the same input
-// gives the same bytes with the same library version on any machine.
-func newCompressor(w io.Writer, c Compression) (io.WriteCloser, error) {
-	switch c {
-	case Gzip:
-		// Header without name or mtime; level 6, as `gzip -6` and ostree-ext.
-		return gzip.NewWriterLevel(w, 6)
-	case Zstd:
-		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	case ZstdChunked:
-		return newZstdChunkedCompressor(w)
-	}
-	return nil, fmt.Errorf("compression %q is not supported", c)
 }
 
 // imageLabels are the config labels and manifest annotations of §4.3.

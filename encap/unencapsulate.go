@@ -1,16 +1,15 @@
 package encap
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
+	"github.com/ocitree/ocitree/encap/blob"
+	"github.com/ocitree/ocitree/encap/ostreetar"
+	"github.com/ocitree/ocitree/encap/pack"
 	"github.com/ocitree/ocitree/oci"
 	"github.com/ocitree/ocitree/ostree"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -75,9 +74,9 @@ func ParseImageLayout(manifest, config []byte) (*ImageLayout, error) {
 func (l *ImageLayout) ComponentAnnotations() ([]string, error) {
 	var out []string
 	for i := 1; i < l.OstreeLayers; i++ {
-		a, ok := l.Manifest.Layers[i].Annotations[ComponentsAnnotation]
+		a, ok := l.Manifest.Layers[i].Annotations[pack.ComponentsAnnotation]
 		if !ok {
-			return nil, fmt.Errorf("layer %d has no %s annotation", i, ComponentsAnnotation)
+			return nil, fmt.Errorf("layer %d has no %s annotation", i, pack.ComponentsAnnotation)
 		}
 		out = append(out, a)
 	}
@@ -113,13 +112,13 @@ func Unencapsulate(ctx context.Context, repo *ostree.Repo, r oci.Reader, ref str
 	defer txn.Abort()
 	var commit ostree.Checksum
 	for i, desc := range layout.Manifest.Layers {
-		_, err := importLayerBlob(ctx, r, desc, layout.Config.RootFS.DiffIDs[i], blobOptions{}, func(tr io.Reader) error {
+		_, err := blob.Fetch(ctx, r, desc, layout.Config.RootFS.DiffIDs[i], blob.FetchOptions{}, func(tr io.Reader) error {
 			if i == 0 {
-				c, err := ImportCommitLayer(txn, tr)
+				c, err := ostreetar.ImportCommitLayer(txn, tr)
 				commit = c
 				return err
 			}
-			return ImportChunkLayer(txn, tr)
+			return ostreetar.ImportChunkLayer(txn, tr)
 		})
 		if err != nil {
 			return zero, fmt.Errorf("layer %d (%s): %w", i, desc.Digest, err)
@@ -128,7 +127,7 @@ func Unencapsulate(ctx context.Context, repo *ostree.Repo, r oci.Reader, ref str
 	if layout.Commit != "" && layout.Commit != commit.String() {
 		return zero, fmt.Errorf("image label ostree.commit=%s but its commit layer carries %s", layout.Commit, commit)
 	}
-	if err := VerifyCommitComplete(txn, commit); err != nil {
+	if err := ostreetar.VerifyCommitComplete(txn, commit); err != nil {
 		return zero, err
 	}
 	if ref != "" {
@@ -137,27 +136,4 @@ func Unencapsulate(ctx context.Context, repo *ostree.Repo, r oci.Reader, ref str
 		}
 	}
 	return commit, txn.Commit()
-}
-
-func decompressor(r io.Reader, mediaType string) (io.ReadCloser, error) {
-	// Large reads through the digest verifier and hashers below; the
-	// decompressors use a ByteReader as it is.
-	r = bufio.NewReaderSize(r, 1<<20)
-	switch {
-	case strings.HasSuffix(mediaType, "+gzip"), strings.HasSuffix(mediaType, ".tar.gzip"), mediaType == "application/vnd.docker.image.rootfs.diff.tar.gzip":
-		zr, err := gzip.NewReader(r)
-		if err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
-		}
-		return zr, nil
-	case strings.HasSuffix(mediaType, "+zstd"):
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, fmt.Errorf("zstd: %w", err)
-		}
-		return zr.IOReadCloser(), nil
-	case mediaType == v1.MediaTypeImageLayer, mediaType == "application/vnd.docker.image.rootfs.diff.tar":
-		return io.NopCloser(r), nil
-	}
-	return nil, fmt.Errorf("unsupported layer media type %q", mediaType)
 }

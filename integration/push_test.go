@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ocitree/ocitree/encap"
+	"github.com/ocitree/ocitree/encap/imgstore"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -121,7 +121,7 @@ func TestImagePushReproducesUmociLayer(t *testing.T) {
 // imageRefOf is the store ref of an image as image pull names it.
 func imageRefOf(t *testing.T, imgref string) string {
 	t.Helper()
-	ref, err := encap.ImageRefName(imgref)
+	ref, err := imgstore.ImageRefName(imgref)
 	if err != nil {
 		t.Fatal(err)
 	}

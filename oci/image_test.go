@@ -215,6 +215,9 @@ func readImage(t *testing.T, ref string, ti testImage, opts ...Option) {
 // needTool returns the path of a peer tool; missing fails under CI=true, else skips.
 func needTool(t *testing.T, name string) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skipf("-short: needs %s", name)
+	}
 	p, err := exec.LookPath(name)
 	if err != nil {
 		if os.Getenv("CI") == "true" {

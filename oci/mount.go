@@ -3,18 +3,19 @@ package oci
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 
-	"github.com/docker/distribution/registry/client/auth/challenge"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/docker/reference"
@@ -28,6 +29,7 @@ import (
 	"go.podman.io/storage/pkg/configfile"
 	"go.podman.io/storage/pkg/fileutils"
 	"go.podman.io/storage/pkg/unshare"
+	"golang.org/x/sync/errgroup"
 )
 
 // Why Copy mounts blobs itself before calling copy.Image:
@@ -108,50 +110,35 @@ func mountBlobs(ctx context.Context, sys *types.SystemContext, pc *signature.Pol
 		return st, fmt.Errorf("mounting blobs into %s: %w", dstName.Name(), err)
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		mu       sync.Mutex
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	work := make(chan digest.Digest)
-	for range min(mountWorkers, len(blobs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for d := range work {
-				res, err := m.mount(ctx, d)
-				mu.Lock()
-				switch {
-				case err != nil:
-					if firstErr == nil {
-						firstErr = err
-						cancel() // the registry refuses us or is gone: stop, copy.Image copies the rest
-					}
-				case res == mountDone:
-					st.mounted++
-				case res == mountPresent:
-					st.present++
-				default:
-					st.skipped++
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-feed:
+	// The first error cancels the rest: the registry refuses us or is gone,
+	// and copy.Image copies what was not mounted.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(mountWorkers)
+	var mu sync.Mutex
 	for _, d := range blobs {
-		select {
-		case work <- d:
-		case <-ctx.Done():
-			break feed
+		if gctx.Err() != nil {
+			break
 		}
+		g.Go(func() error {
+			res, err := m.mount(gctx, d)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch res {
+			case mountDone:
+				st.mounted++
+			case mountPresent:
+				st.present++
+			default:
+				st.skipped++
+			}
+			return nil
+		})
 	}
-	close(work)
-	wg.Wait()
-	if firstErr != nil {
-		return st, fmt.Errorf("mounting blobs from %s into %s: %w", srcName.Name(), dstName.Name(), firstErr)
+	if err := g.Wait(); err != nil {
+		return st, fmt.Errorf("mounting blobs from %s into %s: %w", srcName.Name(), dstName.Name(), err)
 	}
 	return st, nil
 }
@@ -225,11 +212,11 @@ const (
 // blobMounter talks the registry API to one registry for one source and one
 // destination repository, with the credentials, TLS settings and proxy containers/image
 // would use for the destination, and the same authentication (basic, or a bearer token
-// for push on the destination and pull on the source).
+// for push on the destination and pull on the source), done by go-containerregistry's
+// transport.
 type blobMounter struct {
 	client   *http.Client
-	base     string // scheme://host the registry answered on
-	authz    string // Authorization header, "" for none
+	base     string // https://host; the transport switches to http when the ping did
 	src, dst string // repository paths on the registry
 }
 
@@ -273,131 +260,58 @@ func newBlobMounter(ctx context.Context, sys *types.SystemContext, src, dst refe
 	if sys != nil && sys.DockerProxy != nil {
 		tr.Proxy = func(r *http.Request) (*url.URL, error) { return sys.DockerProxy(r.URL) }
 	}
-	m := &blobMounter{client: &http.Client{Transport: tr}, src: reference.Path(src), dst: reference.Path(dst)}
-
-	apiHost := host
-	if apiHost == "docker.io" {
-		apiHost = "registry-1.docker.io"
+	var nopts []name.Option
+	if insecure {
+		nopts = append(nopts, name.Insecure)
 	}
-	// Ping: https, then plain http only for an insecure registry.
-	var challenges []challenge.Challenge
-	for _, scheme := range []string{"https", "http"} {
-		if scheme == "http" && !insecure {
-			break
-		}
-		var res *http.Response
-		res, err = m.send(ctx, http.MethodGet, scheme+"://"+apiHost+"/v2/")
-		if err != nil {
-			continue
-		}
-		if res.StatusCode != http.StatusOK && res.StatusCode != http.StatusUnauthorized {
-			err = fmt.Errorf("pinging %s://%s/v2/: %s", scheme, apiHost, res.Status)
-			continue
-		}
-		m.base = scheme + "://" + apiHost
-		challenges = challenge.ResponseChallenges(res)
-		break
+	reg, err := name.NewRegistry(host, nopts...)
+	if err != nil {
+		return nil, fmt.Errorf("registry %s: %w", host, err)
 	}
-	if m.base == "" {
-		return nil, err
-	}
-
 	creds, err := config.GetCredentialsForRef(sys, dst)
 	if err != nil {
 		return nil, fmt.Errorf("credentials for %s: %w", dst.Name(), err)
 	}
-	for _, ch := range challenges {
-		switch ch.Scheme {
-		case "basic":
-			req := &http.Request{Header: http.Header{}}
-			req.SetBasicAuth(creds.Username, creds.Password)
-			m.authz = req.Header.Get("Authorization")
-			return m, nil
-		case "bearer":
-			token := ""
-			if sys != nil {
-				token = sys.DockerBearerRegistryToken
-			}
-			if token == "" {
-				scopes := []string{"repository:" + m.dst + ":pull,push", "repository:" + m.src + ":pull"}
-				if token, err = m.bearerToken(ctx, ch, creds, scopes); err != nil {
-					return nil, err
-				}
-			}
-			m.authz = "Bearer " + token
-			return m, nil
-		}
+	ac := authn.AuthConfig{Username: creds.Username, Password: creds.Password, IdentityToken: creds.IdentityToken}
+	if sys != nil {
+		ac.RegistryToken = sys.DockerBearerRegistryToken
 	}
-	return m, nil // no challenge (or none we know): unauthenticated, as containers/image
+	m := &blobMounter{src: reference.Path(src), dst: reference.Path(dst), base: "https://" + reg.RegistryStr()}
+	// Ping (https, then plain http only for an insecure registry), read the
+	// challenge, get a bearer token for the scopes or use basic credentials.
+	scopes := []string{"repository:" + m.dst + ":pull,push", "repository:" + m.src + ":pull"}
+	rt, err := transport.NewWithContext(ctx, reg, authn.FromConfig(ac), &secureOnly{inner: tr, host: reg.RegistryStr(), insecure: insecure}, scopes)
+	if err != nil {
+		return nil, err
+	}
+	m.client = &http.Client{Transport: rt}
+	return m, nil
 }
 
-// bearerToken gets a token for scopes from the realm of ch: a GET with basic
-// credentials, or the OAuth2 refresh_token grant for an identity token, as
-// containers/image does.
-func (m *blobMounter) bearerToken(ctx context.Context, ch challenge.Challenge, creds types.DockerAuthConfig, scopes []string) (string, error) {
-	realm, ok := ch.Parameters["realm"]
-	if !ok {
-		return "", errors.New("missing realm in bearer auth challenge")
+// secureOnly refuses plain http to the registry host unless the registry is
+// marked insecure (go-containerregistry also tries http for localhost and
+// private addresses).
+type secureOnly struct {
+	inner    http.RoundTripper
+	host     string
+	insecure bool
+}
+
+func (s *secureOnly) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "http" && !s.insecure && sameHost(req.URL, s.host) {
+		return nil, fmt.Errorf("refusing plain http to registry %s: it is not marked insecure", s.host)
 	}
-	params := url.Values{}
-	if s := ch.Parameters["service"]; s != "" {
-		params.Set("service", s)
+	return s.inner.RoundTrip(req)
+}
+
+// sameHost reports whether u is on host (host:port, the port optional for
+// the scheme's default).
+func sameHost(u *url.URL, host string) bool {
+	if u.Host == host {
+		return true
 	}
-	params["scope"] = scopes
-	var req *http.Request
-	var err error
-	if creds.IdentityToken != "" {
-		params.Set("grant_type", "refresh_token")
-		params.Set("refresh_token", creds.IdentityToken)
-		params.Set("client_id", "containers/image")
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, realm, strings.NewReader(params.Encode()))
-		if err != nil {
-			return "", err
-		}
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	} else {
-		u, err := url.Parse(realm)
-		if err != nil {
-			return "", fmt.Errorf("bearer realm %q: %w", realm, err)
-		}
-		q := u.Query()
-		if creds.Username != "" {
-			q.Set("account", creds.Username)
-		}
-		for k, v := range params {
-			q[k] = v
-		}
-		u.RawQuery = q.Encode()
-		req, err = http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-		if err != nil {
-			return "", err
-		}
-		if creds.Username != "" && creds.Password != "" {
-			req.SetBasicAuth(creds.Username, creds.Password)
-		}
-	}
-	res, err := m.client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("requesting a bearer token from %s: %s", realm, res.Status)
-	}
-	var tok struct {
-		Token       string `json:"token"`
-		AccessToken string `json:"access_token"`
-	}
-	if err := json.NewDecoder(io.LimitReader(res.Body, 1<<20)).Decode(&tok); err != nil {
-		return "", fmt.Errorf("bearer token from %s: %w", realm, err)
-	}
-	if tok.Token == "" {
-		tok.Token = tok.AccessToken
-	}
-	if tok.Token == "" {
-		return "", fmt.Errorf("bearer token from %s: empty", realm)
-	}
-	return tok.Token, nil
+	h, _, err := net.SplitHostPort(host)
+	return err != nil && u.Hostname() == host || err == nil && u.Port() == "" && u.Hostname() == h
 }
 
 // certDir returns the certs.d directory for host the way containers/image finds it
@@ -491,15 +405,11 @@ func (m *blobMounter) exists(ctx context.Context, repo string, d digest.Digest) 
 }
 
 // send sends a request without a body and returns the response with its body read
-// and closed (only the status and headers are used). It is authenticated once the
-// ping has set authz.
+// and closed (only the status and headers are used), authenticated by the transport.
 func (m *blobMounter) send(ctx context.Context, method, u string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return nil, err
-	}
-	if m.authz != "" {
-		req.Header.Set("Authorization", m.authz)
 	}
 	res, err := m.client.Do(req)
 	if err != nil {

@@ -32,6 +32,9 @@ func skipOrFail(t testing.TB, format string, args ...any) {
 
 func requireRoot(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: needs root")
+	}
 	if os.Geteuid() != 0 {
 		skipOrFail(t, "needs root (chown, mknod, trusted.* xattrs)")
 	}

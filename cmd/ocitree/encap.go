@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/ocitree/ocitree/encap"
+	"github.com/ocitree/ocitree/encap/blob"
+	"github.com/ocitree/ocitree/encap/pack"
 	"github.com/ocitree/ocitree/oci"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/spf13/cobra"
@@ -29,15 +30,10 @@ func newEncapsulateCmd() *cobra.Command {
 			if formatVersion != 1 {
 				return usagef("--format-version %d: only 1 (chunked v1) is written so far", formatVersion)
 			}
-			if encap.Compression(compression) == encap.ZstdChunked {
-				// The zstd:chunked TOC stores tar mtimes in time.Local;
-				// UTC keeps the image digest independent of the zone.
-				time.Local = time.UTC
-			}
-			opts := encap.Options{MaxLayers: maxLayers, Compression: encap.Compression(compression), ContentMeta: contentmeta,
+			opts := encap.Options{MaxLayers: maxLayers, Compression: blob.Compression(compression), ContentMeta: contentmeta,
 				Labels: map[string]string{}, Warn: func(s string) { fmt.Fprintln(os.Stderr, "warning:", s) }}
-			if maxLayers < encap.MinMaxLayers {
-				return usagef("--max-layers %d: at least %d", maxLayers, encap.MinMaxLayers)
+			if maxLayers < pack.MinMaxLayers {
+				return usagef("--max-layers %d: at least %d", maxLayers, pack.MinMaxLayers)
 			}
 			for _, kv := range labels {
 				k, v, ok := strings.Cut(kv, "=")
@@ -56,7 +52,7 @@ func newEncapsulateCmd() *cobra.Command {
 					return err
 				}
 				ctx := context.Background()
-				if opts.Prior, err = priorLayout(ctx, previous, dest); err != nil {
+				if opts.Prior, err = priorLayout(ctx, previous, dest, opts.Warn); err != nil {
 					return err
 				}
 				w, err := oci.NewWriter(ctx, dest)
@@ -75,7 +71,7 @@ func newEncapsulateCmd() *cobra.Command {
 	}
 	repoFlag(cmd, &repo)
 	f := cmd.Flags()
-	f.IntVar(&maxLayers, "max-layers", encap.DefaultMaxLayers, "most layers in the image, the commit layer included")
+	f.IntVar(&maxLayers, "max-layers", pack.DefaultMaxLayers, "most layers in the image, the commit layer included")
 	f.StringArrayVar(&labels, "label", nil, "add label KEY=VALUE (repeatable)")
 	f.StringVar(&previous, "previous-build", "", `image whose layer layout to keep; default: the destination if it exists; "none" to turn off`)
 	f.StringVar(&compression, "compression", "gzip", "layer compression: gzip, zstd or zstd:chunked")
@@ -86,51 +82,23 @@ func newEncapsulateCmd() *cobra.Command {
 
 // priorLayout reads the component layout of the previous build: the image
 // named by --previous-build, or else the destination when it already holds
-// an ostree image.
-func priorLayout(ctx context.Context, previous string, dest *oci.Ref) ([]encap.PriorLayer, error) {
+// an ostree image; none with --previous-build=none.
+func priorLayout(ctx context.Context, previous string, dest *oci.Ref, warn func(string)) ([]pack.PriorLayer, error) {
 	if previous == "none" {
 		return nil, nil
 	}
-	ref := dest
+	var prev *oci.Ref
 	if previous != "" {
 		var err error
-		if ref, err = oci.ParseRef(previous); err != nil {
+		if prev, err = oci.ParseRef(previous); err != nil {
 			return nil, usageError{fmt.Errorf("--previous-build: %w", err)}
 		}
 	}
-	layout, err := readLayout(ctx, ref)
+	prior, err := encap.PriorBuild(ctx, prev, dest, warn)
 	if err != nil {
-		if previous == "" {
-			return nil, nil // no earlier image at the destination: a first build
-		}
 		return nil, fmt.Errorf("--previous-build %s: %w", previous, err)
 	}
-	ann, err := layout.ComponentAnnotations()
-	if err != nil {
-		if previous == "" {
-			fmt.Fprintf(os.Stderr, "warning: not reusing the layout of %s: %v\n", dest, err)
-			return nil, nil
-		}
-		return nil, fmt.Errorf("--previous-build %s: %w", previous, err)
-	}
-	return encap.PriorLayers(ann), nil
-}
-
-func readLayout(ctx context.Context, ref *oci.Ref) (*encap.ImageLayout, error) {
-	rd, err := oci.NewReader(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	defer rd.Close()
-	mb, _, err := rd.Manifest(ctx)
-	if err != nil {
-		return nil, err
-	}
-	cb, err := rd.Config(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return encap.ParseImageLayout(mb, cb)
+	return prior, nil
 }
 
 func newUnencapsulateCmd() *cobra.Command {

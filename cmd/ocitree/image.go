@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 
-	"github.com/ocitree/ocitree/encap"
+	"github.com/ocitree/ocitree/encap/imgstore"
 	"github.com/ocitree/ocitree/oci"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/spf13/cobra"
@@ -72,13 +74,11 @@ check it; ostree-unverified-* and plain references check nothing.`,
 				return usageError{err}
 			}
 			return withRepo(repo, func(r *ostree.Repo) error {
-				var remote *remoteVerifier
-				if src.Signature == oci.OstreeRemote {
-					// ostree-ext: the ostree commit must be signed for the
-					// OSTree remote's keys; the container is not checked.
-					if remote, err = newRemoteVerifier(r, src); err != nil {
-						return err
-					}
+				// ostree-remote-*: the ostree commit must be signed for the
+				// OSTree remote's keys; the container is not checked.
+				remote, err := imgstore.NewRemoteVerifier(r, src)
+				if err != nil {
+					return err
 				}
 				var opts []oci.Option
 				if !tlsVerify {
@@ -90,16 +90,16 @@ check it; ostree-unverified-* and plain references check nothing.`,
 					return err
 				}
 				defer rd.Close()
-				pullOpts := encap.PullOptions{Check: check}
+				pullOpts := imgstore.PullOptions{Check: check}
 				if remote != nil {
-					pullOpts.VerifyCommit = remote.verify
+					pullOpts.VerifyCommit = remote.Verify
 				}
 				var bar *pullProgress
 				if show {
 					bar = newPullProgress(stderr)
 					pullOpts.Progress = bar
 				}
-				res, err := encap.PullImage(ctx, r, rd, src.ImageString(), pullOpts)
+				res, err := imgstore.Pull(ctx, r, rd, src.ImageString(), pullOpts)
 				if bar != nil {
 					// Finish the line before anything else is printed, the
 					// error included.
@@ -115,7 +115,7 @@ check it; ostree-unverified-* and plain references check nothing.`,
 				}
 				if !quiet {
 					if remote != nil {
-						remote.report(stderr)
+						reportSignatures(stderr, src.Remote, remote.Accepted())
 					}
 					if res.AlreadyPresent {
 						fmt.Fprintf(stderr, "image %s is already stored (%s)\n", src.ImageString(), res.ManifestDigest)
@@ -140,7 +140,7 @@ check it; ostree-unverified-* and plain references check nothing.`,
 
 // updateColumn describes a cached update for image list: its version, else
 // its manifest digest; "-" when there is none.
-func updateColumn(u *encap.CachedUpdate) string {
+func updateColumn(u *imgstore.CachedUpdate) string {
 	switch {
 	case u == nil:
 		return "-"
@@ -162,13 +162,13 @@ func newImageListCmd() *cobra.Command {
 				return usagef("--format %q: want table or json", format)
 			}
 			return withRepo(repo, func(r *ostree.Repo) error {
-				imgs, err := encap.ListImages(r)
+				imgs, err := imgstore.List(r)
 				if err != nil {
 					return err
 				}
 				if format == "json" {
 					if imgs == nil {
-						imgs = []encap.ImageInfo{}
+						imgs = []imgstore.ImageInfo{}
 					}
 					enc := json.NewEncoder(os.Stdout)
 					enc.SetIndent("", "  ")
@@ -193,4 +193,14 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// reportSignatures writes one line per line of each accepted signature's
+// description.
+func reportSignatures(w io.Writer, remote string, accepted []string) {
+	for _, text := range accepted {
+		for _, l := range strings.Split(text, "\n") {
+			fmt.Fprintf(w, "OSTree remote %s: %s\n", remote, l)
+		}
+	}
 }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/ocitree/ocitree/encap"
+	"github.com/ocitree/ocitree/encap/imgstore"
 	"github.com/ocitree/ocitree/oci"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/spf13/cobra"
@@ -43,7 +43,7 @@ commit records it (ostree.manifest); with --config the image config JSON
 				return err
 			}
 			return withRepo(repo, func(r *ostree.Repo) error {
-				si, err := encap.ReadStoredImage(r, img)
+				si, err := imgstore.Image(r, img)
 				if err != nil {
 					return err
 				}
@@ -84,7 +84,7 @@ component layer) or derived (a layer built on top of the ostree image).`,
 				return err
 			}
 			return withRepo(repo, func(r *ostree.Repo) error {
-				hist, err := encap.ImageHistory(r, img)
+				hist, err := imgstore.History(r, img)
 				if err != nil {
 					return err
 				}
@@ -136,7 +136,7 @@ the error after the others have been removed. Objects stay until
 				imgs[i] = img
 			}
 			return withRepo(repo, func(r *ostree.Repo) error {
-				n, err := encap.RemoveImages(r, imgs)
+				n, err := imgstore.Remove(r, imgs)
 				if n > 0 {
 					fmt.Fprintf(os.Stderr, "removed %d layer refs\n", n)
 				}
@@ -159,7 +159,7 @@ reaches (as "ostree prune --refs-only"), and print what was freed.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withRepo(repo, func(r *ostree.Repo) error {
-				res, err := encap.PruneImages(r)
+				res, err := imgstore.Prune(r)
 				if err != nil {
 					return err
 				}

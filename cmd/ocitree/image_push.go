@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/ocitree/ocitree/encap"
+	"github.com/ocitree/ocitree/encap/blob"
+	"github.com/ocitree/ocitree/encap/imgstore"
 	"github.com/ocitree/ocitree/oci"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/spf13/cobra"
@@ -47,8 +48,8 @@ instead. Prints the digest of the manifest written.`,
 			if format != "text" && format != "json" {
 				return usagef("--format %q: want text or json", format)
 			}
-			comp := encap.Compression(compression)
-			if comp != encap.Gzip && comp != encap.Zstd {
+			comp := blob.Compression(compression)
+			if comp != blob.Gzip && comp != blob.Zstd {
 				return usagef("--compression %q: want gzip or zstd", compression)
 			}
 			return withRepo(repo, func(r *ostree.Repo) error {
@@ -62,7 +63,7 @@ instead. Prints the digest of the manifest written.`,
 					return err
 				}
 				defer w.Close()
-				res, err := encap.PushImage(ctx, r, src.ImageString(), w, encap.PushOptions{Fallback: comp, RequireIdentical: identical})
+				res, err := imgstore.Push(ctx, r, src.ImageString(), w, imgstore.PushOptions{Fallback: comp, RequireIdentical: identical})
 				if err != nil {
 					return err
 				}

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ocitree/ocitree/encap"
+	"github.com/ocitree/ocitree/encap/imgstore"
 	"golang.org/x/term"
 )
 
@@ -159,7 +159,7 @@ type rateSample struct {
 	n  int64
 }
 
-// pullProgress is an encap.PullProgress that draws one progress line,
+// pullProgress is an imgstore.PullProgress that draws one progress line,
 // redrawn in place ("\r" and clear to end of line) a few times a second by a
 // goroutine of its own, and leaves a final line with the totals when
 // stopped. Fetched and LayerDone only count, so they are cheap and may be
@@ -183,7 +183,7 @@ type pullProgress struct {
 	samples  []rateSample  // Begin's, then the drawing goroutine's only
 }
 
-var _ encap.PullProgress = (*pullProgress)(nil)
+var _ imgstore.PullProgress = (*pullProgress)(nil)
 
 // newPullProgress returns a progress line drawn on w with the real clock.
 func newPullProgress(w io.Writer) *pullProgress {

@@ -1,0 +1,705 @@
+package imgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/ocitree/ocitree/encap"
+	"github.com/ocitree/ocitree/encap/blob"
+	"github.com/ocitree/ocitree/encap/derived"
+	"github.com/ocitree/ocitree/encap/imgstore/internal/tarsplit"
+	"github.com/ocitree/ocitree/encap/ostreetar"
+	"github.com/ocitree/ocitree/oci"
+	"github.com/ocitree/ocitree/ostree"
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+)
+
+// Ref namespaces of the image store (spec §5.1).
+const (
+	// BlobRefPrefix + EscapeRef(layer digest) points at a pulled ostree
+	// layer: the synthetic object-set commit of a component layer, or the
+	// original commit for the commit layer.
+	BlobRefPrefix = "ostree/container/blob/"
+	// ImageRefPrefix + EscapeRef(image reference) points at an image's
+	// merge commit.
+	ImageRefPrefix = "ostree/container/image/"
+	// BaseImageRefPrefix holds further GC roots (bootc's base images).
+	BaseImageRefPrefix = "ostree/container/baseimage/"
+)
+
+// gcRootPrefixes are the ref namespaces whose commits' manifests keep
+// layer refs alive (§5.10), besides ImageRefPrefix.
+var gcRootPrefixes = []string{"ostree/0/", "ostree/1/", "rpmostree/base/", BaseImageRefPrefix}
+
+// DefaultPullParallelism is how many ostree layers Pull fetches at once.
+const DefaultPullParallelism = 3
+
+// PullOptions control Pull.
+type PullOptions struct {
+	// Check fetches only the manifest and config and reports what a pull
+	// would download. Only the cached update of a stored image is written
+	// (as ostree-ext does).
+	Check bool
+	// Parallel is how many ostree layers are fetched at once
+	// (DefaultPullParallelism when 0).
+	Parallel int
+	// Derived is passed to derived.Apply for derived layers.
+	Derived derived.Options
+	// NoGC leaves unreferenced layer refs in place after the pull.
+	NoGC bool
+	// Progress, when not nil, is told what is fetched.
+	Progress PullProgress
+	// VerifyCommit, when set, checks the image's ostree commit (e.g. its
+	// signature, from the detached metadata): after its layer is imported
+	// and before that layer's transaction commits, or, when the commit was
+	// stored already (by this image, another one with the same diff_id, or
+	// an earlier unverified pull), before the merge. A refusal fails the
+	// pull with a *RefusedError and removes the layer refs the pull
+	// created (their objects stay until a prune).
+	VerifyCommit func(txn *ostree.Txn, commit ostree.Checksum) error
+	// Limits bound each layer's uncompressed stream (blob.DefaultLimits
+	// when nil).
+	Limits *blob.Limits
+}
+
+// PullResult says what Pull did (or, with Check, would do).
+type PullResult struct {
+	// MergeCommit is the commit the image ref points at (zero with Check).
+	MergeCommit ostree.Checksum
+	// BaseCommit is the image's ostree commit (zero with Check unless its
+	// layer is present).
+	BaseCommit     ostree.Checksum
+	ManifestDigest digest.Digest
+	// AlreadyPresent: the image ref already held this manifest (or this
+	// config); nothing was fetched.
+	AlreadyPresent bool
+	// LayersFetched and BytesFetched count the layer blobs downloaded (with
+	// Check: those that would be), derived layers included; bytes are the
+	// compressed blob sizes from the manifest.
+	LayersFetched int
+	BytesFetched  int64
+	// LayersPresent counts the layers whose blob ref existed already.
+	LayersPresent int
+	// GCRemoved counts layer refs removed by the layer GC after the pull.
+	GCRemoved int
+}
+
+// ImageRefName returns the ref under which the image imgref (a plain image
+// reference in display form, e.g. docker://quay.io/x/y:tag) is stored.
+func ImageRefName(imgref string) (string, error) {
+	e, err := EscapeRef(imgref)
+	if err != nil {
+		return "", err
+	}
+	return ImageRefPrefix + e, nil
+}
+
+// BlobRefName returns the ref of a pulled layer blob.
+func BlobRefName(d digest.Digest) (string, error) {
+	if err := d.Validate(); err != nil {
+		return "", fmt.Errorf("layer digest %q: %w", d, err)
+	}
+	e, err := EscapeRef(d.String())
+	if err != nil {
+		return "", err
+	}
+	return BlobRefPrefix + e, nil
+}
+
+// readRefMaybe resolves a ref; ok is false when it does not exist.
+func readRefMaybe(repo *ostree.Repo, name string) (ostree.Checksum, bool, error) {
+	c, err := repo.ReadRef(name)
+	if errors.Is(err, ostree.ErrRefNotFound) {
+		return ostree.Checksum{}, false, nil
+	}
+	if err != nil {
+		return ostree.Checksum{}, false, err
+	}
+	return c, true, nil
+}
+
+// layerState is one ostree layer of the image being pulled.
+type layerState struct {
+	index  int
+	desc   v1.Descriptor
+	diffID digest.Digest
+	ref    string
+	commit ostree.Checksum
+	have   bool
+}
+
+// Pull imports the ostree container image r reads into repo and
+// points the image ref for imgref (ImageRefName) at its merge commit
+// (spec §5.3–§5.7, §5.9, §5.10).
+//
+// Ostree layers whose blob ref exists are not fetched. Missing ones are
+// fetched Parallel at a time, each streamed (no temporary copy), verified
+// (blob digest, diff_id, every object checksum) and imported in a
+// transaction of its own that also writes its blob ref: a component layer's
+// ref points at a synthetic object-set commit (§5.6), the commit layer's
+// ref at the image's ostree commit, checked complete first. So layers that
+// finished survive an interrupted pull and a ref never points at partial
+// content. Every fetched layer is also recorded with tar-split
+// (layerrecord.go) so that Push can rebuild it. Derived layers are then
+// applied in manifest order onto the base commit's tree and the merge
+// commit is written, in one more transaction that sets the image ref; a
+// derived layer whose blob ref exists is rebuilt from its record instead of
+// being fetched again. When the image ref held another image, the new
+// manifest and config are first recorded as its cached update.
+//
+// Unless NoGC, layer refs that no stored image's manifest lists are deleted
+// afterwards (objects are not pruned). A GC running while another process
+// pulls may delete the layer refs of that pull (ostree-ext has the same
+// race); the objects stay until a prune and the next pull fetches them again.
+func Pull(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref string, opts PullOptions) (*PullResult, error) {
+	imageRef, err := ImageRefName(imgref)
+	if err != nil {
+		return nil, fmt.Errorf("image reference %q: %w", imgref, err)
+	}
+	mb, _, err := r.Manifest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cb, err := r.Config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	layout, err := encap.ParseImageLayout(mb, cb)
+	if err != nil {
+		return nil, err
+	}
+	res := &PullResult{ManifestDigest: digest.FromBytes(mb)}
+
+	// §5.3 step 3: the same image is stored already.
+	prev, prevOK, err := readRefMaybe(repo, imageRef)
+	if err != nil {
+		return nil, err
+	}
+	if prevOK {
+		same, err := sameImage(repo, prev, res.ManifestDigest, layout.Manifest.Config.Digest)
+		if err != nil {
+			return nil, err
+		}
+		if same {
+			res.AlreadyPresent = true
+			res.LayersPresent = len(layout.Manifest.Layers)
+			if !opts.Check {
+				res.MergeCommit = prev
+				if cm, err := repo.ReadCommit(prev); err == nil {
+					res.BaseCommit = cm.Parent
+				}
+				// Stored before, maybe by an unverified pull.
+				if err := verifyStoredCommit(repo, res.BaseCommit, opts.VerifyCommit); err != nil {
+					return nil, err
+				}
+			}
+			return res, nil
+		}
+	}
+
+	var ostreeLayers []*layerState
+	for i := 0; i < layout.OstreeLayers; i++ {
+		desc := layout.Manifest.Layers[i]
+		ref, err := BlobRefName(desc.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("layer %d: %w", i, err)
+		}
+		c, ok, err := readRefMaybe(repo, ref)
+		if err != nil {
+			return nil, err
+		}
+		ostreeLayers = append(ostreeLayers, &layerState{index: i, desc: desc, diffID: layout.Config.RootFS.DiffIDs[i], ref: ref, commit: c, have: ok})
+	}
+	var missing []*layerState
+	for _, l := range ostreeLayers {
+		if !l.have {
+			missing = append(missing, l)
+		}
+	}
+	derived, err := derivedLayers(repo, layout)
+	if err != nil {
+		return nil, err
+	}
+	// created lists the refs this pull may create for ostree layers: a
+	// refused signature removes them again.
+	created := layerRefs(missing)
+	if len(missing) > 0 || len(fetchedDescs(derived)) > 0 {
+		stored, err := storedByDiffID(repo)
+		if err != nil {
+			return nil, err
+		}
+		if opts.Check {
+			missing = withoutStored(missing, stored)
+		} else if missing, err = reuseOstreeLayers(repo, missing, stored); err != nil {
+			return nil, err
+		}
+		for _, d := range derived {
+			if s, ok := stored[d.diffID]; ok && !d.have && s.kind == recordDerived {
+				d.reuse = &s
+			}
+		}
+	}
+	freshCommit := len(missing) > 0 && missing[0].index == 0
+	res.LayersPresent = len(ostreeLayers) - len(missing)
+	for _, d := range derived {
+		if d.have || d.reuse != nil {
+			res.LayersPresent++
+		}
+	}
+	if ostreeLayers[0].have {
+		res.BaseCommit = ostreeLayers[0].commit
+	}
+	for _, d := range append(descs(missing), fetchedDescs(derived)...) {
+		res.LayersFetched++
+		if d.Size > 0 {
+			res.BytesFetched += d.Size
+		}
+	}
+	if prevOK {
+		// ostree-ext's "cached update": lets a later check answer offline.
+		if err := writeCachedUpdate(repo, prev, res.ManifestDigest, mb, cb); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Check {
+		return res, nil
+	}
+
+	if opts.Progress != nil {
+		opts.Progress.Begin(res.LayersFetched, res.BytesFetched)
+	}
+	if err := fetchOstreeLayers(ctx, repo, r, missing, opts); err != nil {
+		return nil, undoRefused(repo, err, created)
+	}
+	base := ostreeLayers[0].commit
+	if !freshCommit {
+		// The commit layer was stored (or reused by diff_id), maybe by
+		// an unverified pull: verify it now.
+		if err := verifyStoredCommit(repo, base, opts.VerifyCommit); err != nil {
+			return nil, undoRefused(repo, err, created)
+		}
+	}
+	if layout.Commit != "" && layout.Commit != base.String() {
+		return nil, fmt.Errorf("image label ostree.commit=%s but its commit layer carries %s", layout.Commit, base)
+	}
+	res.BaseCommit = base
+
+	merge, err := writeMerge(ctx, repo, r, derived, base, res.ManifestDigest, mb, cb, imageRef, opts.Derived, opts.fetch())
+	if err != nil {
+		return nil, err
+	}
+	res.MergeCommit = merge
+	if !opts.NoGC {
+		n, err := GC(repo)
+		if err != nil {
+			return res, fmt.Errorf("image stored, but layer GC failed: %w", err)
+		}
+		res.GCRemoved = n
+	}
+	return res, nil
+}
+
+func descs(ls []*layerState) []v1.Descriptor {
+	out := make([]v1.Descriptor, len(ls))
+	for i, l := range ls {
+		out[i] = l.desc
+	}
+	return out
+}
+
+// sameImage reports whether the merge commit prev was made from the
+// manifest md or an image with config digest cfg.
+func sameImage(repo *ostree.Repo, prev ostree.Checksum, md, cfg digest.Digest) (bool, error) {
+	cm, err := repo.ReadCommit(prev)
+	if err != nil {
+		return false, err
+	}
+	if cm.Metadata.String(derived.MergeMetaManifestDigest) == md.String() {
+		return true, nil
+	}
+	var m v1.Manifest
+	if s := cm.Metadata.String(derived.MergeMetaManifest); s != "" && json.Unmarshal([]byte(s), &m) == nil {
+		return m.Config.Digest != "" && m.Config.Digest == cfg, nil
+	}
+	return false, nil
+}
+
+// fetchOstreeLayers imports the missing ostree layers, parallel at a time,
+// each in its own transaction. The commit layer's transaction is committed
+// only after every component layer is, so that VerifyCommitComplete sees
+// their objects. On the first error the other fetches are cancelled.
+func fetchOstreeLayers(ctx context.Context, repo *ostree.Repo, r oci.Reader, missing []*layerState, opts PullOptions) error {
+	parallel, progress := opts.Parallel, opts.fetch()
+	if len(missing) == 0 {
+		return nil
+	}
+	if parallel <= 0 {
+		parallel = DefaultPullParallelism
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallel)
+	var (
+		compWG     sync.WaitGroup
+		mu         sync.Mutex
+		compFailed bool
+	)
+	// Components first, the commit layer last (§5.5); it may run
+	// alongside the last components. Being last, it holds its slot while it
+	// waits for them without keeping any layer from starting.
+	order := append([]*layerState{}, missing...)
+	sort.SliceStable(order, func(i, j int) bool { return order[i].index != 0 && order[j].index == 0 })
+	for _, l := range order {
+		if l.index != 0 {
+			compWG.Add(1)
+		}
+	}
+	for _, l := range order {
+		if gctx.Err() != nil {
+			// Not started: the commit layer, last, is not started either.
+			break
+		}
+		g.Go(func() error {
+			var err error
+			if l.index == 0 {
+				err = importCommitLayerBlob(gctx, repo, r, l, progress, opts.VerifyCommit, func() bool {
+					compWG.Wait()
+					mu.Lock()
+					defer mu.Unlock()
+					return !compFailed
+				})
+			} else {
+				err = importChunkLayerBlob(gctx, repo, r, l, progress)
+				if err != nil {
+					mu.Lock()
+					compFailed = true
+					mu.Unlock()
+				}
+				compWG.Done()
+			}
+			if err != nil {
+				return fmt.Errorf("layer %d (%s): %w", l.index, l.desc.Digest, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// importChunkLayerBlob fetches one component layer and commits it with its
+// object-set commit and blob ref.
+func importChunkLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, l *layerState, progress fetchConfig) error {
+	txn, err := repo.Begin()
+	if err != nil {
+		return err
+	}
+	defer txn.Abort()
+	var objs []ostree.Checksum
+	rec := tarsplit.NewRecorder(inlineOstreePayload)
+	info, err := blob.Fetch(ctx, r, l.desc, l.diffID, progress.options(rec), func(tr io.Reader) (err error) {
+		objs, err = ostreetar.ImportChunkLayerObjects(txn, tr)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := writeOstreeRecord(txn, l, rec, info); err != nil {
+		return err
+	}
+	c, err := writeObjectSetCommit(txn, objs)
+	if err != nil {
+		return err
+	}
+	if err := txn.SetRef(l.ref, &c); err != nil {
+		return err
+	}
+	if err := txn.Commit(); err != nil {
+		return err
+	}
+	l.commit, l.have = c, true
+	return nil
+}
+
+// importCommitLayerBlob fetches the commit layer; before committing it
+// calls wait, which reports whether every component layer was imported.
+func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, l *layerState, progress fetchConfig, verify func(*ostree.Txn, ostree.Checksum) error, wait func() bool) error {
+	txn, err := repo.Begin()
+	if err != nil {
+		return err
+	}
+	defer txn.Abort()
+	var commit ostree.Checksum
+	rec := tarsplit.NewRecorder(inlineOstreePayload)
+	info, err := blob.Fetch(ctx, r, l.desc, l.diffID, progress.options(rec), func(tr io.Reader) error {
+		c, err := ostreetar.ImportCommitLayer(txn, tr)
+		commit = c
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := writeOstreeRecord(txn, l, rec, info); err != nil {
+		return err
+	}
+	if !wait() {
+		return errors.New("not committed: a component layer failed")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := ostreetar.VerifyCommitComplete(txn, commit); err != nil {
+		return err
+	}
+	if verify != nil {
+		if err := verify(txn, commit); err != nil {
+			return &RefusedError{Commit: commit, Err: err}
+		}
+	}
+	if err := txn.SetRef(l.ref, &commit); err != nil {
+		return err
+	}
+	if err := txn.Commit(); err != nil {
+		return err
+	}
+	l.commit, l.have = commit, true
+	return nil
+}
+
+// writeOstreeRecord writes the record of an ostree layer and its ref, when
+// the layer could be recorded (a layer that cannot is still imported; a
+// push then recompresses it).
+func writeOstreeRecord(txn *ostree.Txn, l *layerState, rec *tarsplit.Recorder, info *blob.Info) error {
+	split, err := rec.Bytes()
+	if err != nil {
+		return nil
+	}
+	c, err := writeLayerRecord(txn, recordOstree, &blobDesc{diffID: l.diffID, mediaType: l.desc.MediaType, size: l.desc.Size}, info, split, nil)
+	if err != nil {
+		return err
+	}
+	ref, err := TarSplitRefName(l.desc.Digest)
+	if err != nil {
+		return err
+	}
+	return txn.SetRef(ref, &c)
+}
+
+// writeObjectSetCommit writes the synthetic commit of a component layer
+// (§5.6): a root dirtree with one file per object named by its checksum,
+// root dirmeta 0/0/040755 without xattrs, no parent, subject, body or
+// metadata, timestamp 0.
+func writeObjectSetCommit(txn *ostree.Txn, objs []ostree.Checksum) (ostree.Checksum, error) {
+	names := make([]string, len(objs))
+	for i, o := range objs {
+		names[i] = o.String()
+	}
+	return writeFlatCommit(txn, names, objs, nil)
+}
+
+// writeFlatCommit writes a commit without parent, subject or body, at
+// timestamp 0, whose root (dirmeta 0/0/040755, no xattrs) holds the files
+// names[i] -> objs[i] and nothing else: the shape of object-set commits and
+// of layer records.
+func writeFlatCommit(txn *ostree.Txn, names []string, objs []ostree.Checksum, md ostree.Metadata) (ostree.Checksum, error) {
+	var zero ostree.Checksum
+	mb, err := (&ostree.DirMeta{UID: 0, GID: 0, Mode: 0o40755}).Encode()
+	if err != nil {
+		return zero, err
+	}
+	meta, err := txn.WriteMetadata(ostree.ObjDirMeta, mb)
+	if err != nil {
+		return zero, err
+	}
+	root := ostree.NewMutableTree()
+	root.SetMeta(meta)
+	for i, o := range objs {
+		if err := root.SetFile(names[i], o); err != nil {
+			return zero, err
+		}
+	}
+	tree, err := txn.WriteTree(root)
+	if err != nil {
+		return zero, err
+	}
+	cb, err := (&ostree.Commit{RootTree: tree, RootMeta: meta, Metadata: md}).Encode()
+	if err != nil {
+		return zero, err
+	}
+	return txn.WriteMetadata(ostree.ObjCommit, cb)
+}
+
+// manifestOf reads the manifest stored in a merge commit's metadata; ok is
+// false when the commit has none.
+func manifestOf(repo *ostree.Repo, c ostree.Checksum) (m *v1.Manifest, ok bool, err error) {
+	cm, err := repo.ReadCommit(c)
+	if err != nil {
+		return nil, false, err
+	}
+	s := cm.Metadata.String(derived.MergeMetaManifest)
+	if s == "" {
+		return nil, false, nil
+	}
+	m = new(v1.Manifest)
+	if err := json.Unmarshal([]byte(s), m); err != nil {
+		return nil, false, fmt.Errorf("commit %s: parsing %s: %w", c, derived.MergeMetaManifest, err)
+	}
+	return m, true, nil
+}
+
+// GC deletes every layer ref (BlobRefPrefix, TarSplitRefPrefix) whose digest no
+// stored image lists (§5.10): the roots are the manifests of all image refs
+// and of the commits under ostree/0/, ostree/1/, rpmostree/base/ and
+// ostree/container/baseimage/ that carry one. Objects are not pruned.
+// It returns how many layer blob refs were deleted (a layer's record ref
+// goes with it and is not counted).
+func GC(repo *ostree.Repo) (int, error) {
+	refs, err := repo.ListRefs()
+	if err != nil {
+		return 0, err
+	}
+	keep := map[string]bool{}
+	var blobs []string
+	for _, ref := range refs {
+		if strings.HasPrefix(ref.Name, BlobRefPrefix) || strings.HasPrefix(ref.Name, TarSplitRefPrefix) {
+			blobs = append(blobs, ref.Name)
+			continue
+		}
+		isImage := strings.HasPrefix(ref.Name, ImageRefPrefix)
+		root := isImage
+		for _, p := range gcRootPrefixes {
+			root = root || strings.HasPrefix(ref.Name, p)
+		}
+		if !root {
+			continue
+		}
+		m, ok, err := manifestOf(repo, ref.Checksum)
+		if err != nil {
+			return 0, fmt.Errorf("ref %s: %w", ref.Name, err)
+		}
+		if !ok {
+			if isImage {
+				return 0, fmt.Errorf("ref %s: commit %s has no %s metadata", ref.Name, ref.Checksum, derived.MergeMetaManifest)
+			}
+			continue
+		}
+		for _, l := range m.Layers {
+			keep[l.Digest.String()] = true
+		}
+	}
+	var del []string
+	for _, name := range blobs {
+		esc, ok := strings.CutPrefix(name, BlobRefPrefix)
+		if !ok {
+			esc = strings.TrimPrefix(name, TarSplitRefPrefix)
+		}
+		d, err := UnescapeRef(esc)
+		if err != nil {
+			continue // not a name we write: leave it alone
+		}
+		if !keep[d] {
+			del = append(del, name)
+		}
+	}
+	if len(del) == 0 {
+		return 0, nil
+	}
+	txn, err := repo.Begin()
+	if err != nil {
+		return 0, err
+	}
+	defer txn.Abort()
+	for _, name := range del {
+		if err := txn.SetRef(name, nil); err != nil {
+			return 0, err
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, name := range del {
+		if strings.HasPrefix(name, BlobRefPrefix) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// ImageInfo describes one stored image.
+type ImageInfo struct {
+	// ImageRef is the image reference the image was pulled as.
+	ImageRef       string          `json:"image"`
+	MergeCommit    ostree.Checksum `json:"-"`
+	ManifestDigest string          `json:"manifest_digest"`
+	// Version is the label org.opencontainers.image.version, else version.
+	Version string `json:"version,omitempty"`
+	// Created is the config's created time (RFC 3339) as the image says it.
+	Created string `json:"created,omitempty"`
+	// CachedUpdate is the newer manifest the last pull or check saw, if it
+	// differs from the stored one.
+	CachedUpdate *CachedUpdate `json:"cached_update,omitempty"`
+}
+
+// MarshalJSON adds the merge commit as hex.
+func (i ImageInfo) MarshalJSON() ([]byte, error) {
+	type plain ImageInfo
+	return json.Marshal(struct {
+		plain
+		MergeCommit string `json:"merge_commit"`
+	}{plain(i), i.MergeCommit.String()})
+}
+
+// List lists the images stored under ImageRefPrefix, sorted by
+// image reference.
+func List(repo *ostree.Repo) ([]ImageInfo, error) {
+	refs, err := repo.ListRefs()
+	if err != nil {
+		return nil, err
+	}
+	var out []ImageInfo
+	for _, ref := range refs {
+		esc, ok := strings.CutPrefix(ref.Name, ImageRefPrefix)
+		if !ok {
+			continue
+		}
+		name, err := UnescapeRef(esc)
+		if err != nil {
+			return nil, fmt.Errorf("ref %s: %w", ref.Name, err)
+		}
+		cm, err := repo.ReadCommit(ref.Checksum)
+		if err != nil {
+			return nil, fmt.Errorf("ref %s: %w", ref.Name, err)
+		}
+		info := ImageInfo{ImageRef: name, MergeCommit: ref.Checksum, ManifestDigest: cm.Metadata.String(derived.MergeMetaManifestDigest)}
+		var cfg v1.Image
+		if s := cm.Metadata.String(derived.MergeMetaImageConfig); s != "" && s != "null" {
+			if err := json.Unmarshal([]byte(s), &cfg); err != nil {
+				return nil, fmt.Errorf("ref %s: parsing %s: %w", ref.Name, derived.MergeMetaImageConfig, err)
+			}
+		}
+		labels := cfg.Config.Labels
+		info.Version = labels["org.opencontainers.image.version"]
+		if info.Version == "" {
+			info.Version = labels["version"]
+		}
+		if cfg.Created != nil {
+			info.Created = cfg.Created.UTC().Format("2006-01-02T15:04:05Z07:00")
+		}
+		if info.CachedUpdate, err = readCachedUpdate(repo, ref.Checksum, info.ManifestDigest); err != nil {
+			return nil, fmt.Errorf("ref %s: %w", ref.Name, err)
+		}
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ImageRef < out[j].ImageRef })
+	return out, nil
+}
