@@ -57,6 +57,20 @@ func isRegular(fsys fs.FS, p string) bool {
 // modules directory in readdir order, it refuses a tree with kernels in two
 // modules directories, and it refuses a tree without any kernel.
 func FindKernel(fsys fs.FS) (*Kernel, error) {
+	k, err := FindKernelLayout(fsys)
+	if err != nil || k.Checksum != "" {
+		return k, err
+	}
+	if err := k.computeChecksum(fsys); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// FindKernelLayout is FindKernel without computing the boot checksum of a
+// modules layout (Checksum is then empty): for a deployment whose checksum
+// its bootlink already names.
+func FindKernelLayout(fsys fs.FS) (*Kernel, error) {
 	mod, err := findModulesKernel(fsys)
 	if err != nil {
 		return nil, err
@@ -72,9 +86,6 @@ func FindKernel(fsys fs.FS) (*Kernel, error) {
 		return legacy, nil
 	case mod.Initramfs == "" && legacy != nil && legacy.Initramfs != "":
 		return legacy, nil
-	}
-	if err := mod.computeChecksum(fsys); err != nil {
-		return nil, err
 	}
 	return mod, nil
 }
