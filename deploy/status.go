@@ -79,13 +79,16 @@ type ImageStatus struct {
 
 // DeploymentStatus is one element of status.deployments.
 type DeploymentStatus struct {
-	Index        int              `json:"index" yaml:"index"`
-	Stateroot    string           `json:"stateroot" yaml:"stateroot"`
-	Checksum     string           `json:"checksum" yaml:"checksum"`
-	DeploySerial int              `json:"deploySerial" yaml:"deploySerial"`
-	Pinned       bool             `json:"pinned" yaml:"pinned"`
-	Booted       bool             `json:"booted" yaml:"booted"`
-	Image        *DeploymentImage `json:"image" yaml:"image"`
+	Index        int    `json:"index" yaml:"index"`
+	Stateroot    string `json:"stateroot" yaml:"stateroot"`
+	Checksum     string `json:"checksum" yaml:"checksum"`
+	DeploySerial int    `json:"deploySerial" yaml:"deploySerial"`
+	Pinned       bool   `json:"pinned" yaml:"pinned"`
+	Booted       bool   `json:"booted" yaml:"booted"`
+	// Version is the deployed commit's version metadata (null when none),
+	// also for deployments not made from an image.
+	Version *string          `json:"version" yaml:"version"`
+	Image   *DeploymentImage `json:"image" yaml:"image"`
 }
 
 // DeploymentImage is the image of one deployment (nil fields when the
@@ -113,6 +116,10 @@ func (s *Sysroot) Status(bootedOnly bool) (*Host, error) {
 		entries[d] = be
 		ds := DeploymentStatus{Index: d.Index, Stateroot: d.Stateroot, Checksum: d.Checksum.String(), DeploySerial: d.Serial,
 			Pinned: d.Pinned(), Booted: d == s.Booted}
+		if d.Version != "" {
+			v := d.Version
+			ds.Version = &v
+		}
 		if be.Image != nil {
 			ds.Image = &DeploymentImage{Reference: d.ImageRef(), Digest: be.Image.ImageDigest, Version: be.Image.Version, Timestamp: be.Image.Timestamp}
 		}

@@ -1,0 +1,514 @@
+package integration
+
+// Host commands (install, switch, upgrade, rollback, status) against the
+// stock ostree 2022.7 CLI on sysroot directories: ostree admin status must
+// read what ocitree writes, ostree admin deploy must keep working on it,
+// and an ocitree install must equal an ostree admin deploy of the same
+// commit with the same kargs, file for file.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// hostImage builds MiniOS (changed by mutate), commits it with version (as
+// the version metadata, so the image gets org.opencontainers.image.version)
+// and encapsulates it to oci:layout:tag. bootable=false commits without
+// --bootable (for trees ostree would refuse). It returns the image ref.
+func hostImage(t *testing.T, work, layout, tag, version string, bootable bool, mutate func(root string)) string {
+	t.Helper()
+	root := filepath.Join(work, "tree-"+tag)
+	copyDir(t, tree(t, "minios"), root)
+	if mutate != nil {
+		mutate(root)
+	}
+	repo := filepath.Join(work, "build-repo")
+	if _, err := os.Stat(repo); err != nil {
+		must(t, ocitree(t, "repo", "init", "--repo", repo, "--mode", "bare"))
+	}
+	o := commitOpts{subject: "host " + tag, metadata: []string{"version=" + version}, bootable: bootable}
+	must(t, ocitree(t, append(o.ocitreeArgs(repo, "host/"+tag), root)...))
+	ref := "oci:" + layout + ":" + tag
+	must(t, ocitree(t, "encapsulate", "--repo", repo, "host/"+tag, ref))
+	return ref
+}
+
+func writeFile(t *testing.T, p, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sysrootDir returns a new directory for a sysroot; deployment roots get
+// the immutable bit, so it is cleared before the directory is removed.
+func sysrootDir(t *testing.T, work, name string) string {
+	t.Helper()
+	d := filepath.Join(work, name)
+	t.Cleanup(func() { clearImmutable(d) })
+	return d
+}
+
+func clearImmutable(sysroot string) {
+	dirs, _ := filepath.Glob(filepath.Join(sysroot, "ostree/deploy/*/deploy/*"))
+	for _, d := range dirs {
+		fd, err := unix.Open(d, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			continue
+		}
+		if fl, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS); err == nil && fl&0x10 != 0 {
+			unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(fl&^0x10))
+		}
+		unix.Close(fd)
+	}
+}
+
+// hostDeployment is one deployment as a status lists it.
+type hostDeployment struct {
+	Stateroot, Name, Version string
+}
+
+var ostreeStatusLine = regexp.MustCompile(`^[* ] (\S+) ([0-9a-f]{64}\.[0-9]+)(?: \(\w+\))?$`)
+
+// ostreeAdminStatus runs stock `ostree admin status` and parses it.
+func ostreeAdminStatus(t *testing.T, sysroot string) []hostDeployment {
+	t.Helper()
+	out := must(t, ostree(t, "admin", "status", "--sysroot="+sysroot))
+	var ds []hostDeployment
+	for _, l := range strings.Split(out, "\n") {
+		if m := ostreeStatusLine.FindStringSubmatch(l); m != nil {
+			ds = append(ds, hostDeployment{Stateroot: m[1], Name: m[2]})
+		} else if v, ok := strings.CutPrefix(strings.TrimSpace(l), "Version: "); ok && len(ds) > 0 {
+			ds[len(ds)-1].Version = v
+		}
+	}
+	if len(ds) == 0 && !strings.Contains(out, "No deployments") {
+		t.Fatalf("cannot parse ostree admin status:\n%s", out)
+	}
+	return ds
+}
+
+type statusDoc struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Spec       struct {
+		Image *struct {
+			Image     string `json:"image"`
+			Transport string `json:"transport"`
+		} `json:"image"`
+	} `json:"spec"`
+	Status struct {
+		Booted      any `json:"booted"`
+		Deployments []struct {
+			Index        int     `json:"index"`
+			Stateroot    string  `json:"stateroot"`
+			Checksum     string  `json:"checksum"`
+			DeploySerial int     `json:"deploySerial"`
+			Pinned       bool    `json:"pinned"`
+			Version      *string `json:"version"`
+			Image        *struct {
+				Reference string  `json:"reference"`
+				Digest    string  `json:"digest"`
+				Version   *string `json:"version"`
+			} `json:"image"`
+		} `json:"deployments"`
+	} `json:"status"`
+}
+
+func ocitreeStatus(t *testing.T, sysroot string) (*statusDoc, []hostDeployment) {
+	t.Helper()
+	out := must(t, ocitree(t, "status", "--sysroot", sysroot, "--format", "json"))
+	var doc statusDoc
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("status --format json: %v\n%s", err, out)
+	}
+	var ds []hostDeployment
+	for i, d := range doc.Status.Deployments {
+		if d.Index != i {
+			t.Errorf("deployment %d has index %d", i, d.Index)
+		}
+		h := hostDeployment{Stateroot: d.Stateroot, Name: fmt.Sprintf("%s.%d", d.Checksum, d.DeploySerial)}
+		if d.Version != nil {
+			h.Version = *d.Version
+		}
+		if d.Image != nil && (d.Image.Version == nil) != (d.Version == nil) {
+			t.Errorf("deployment %d: image.version %v but version %v", i, d.Image.Version, d.Version)
+		}
+		ds = append(ds, h)
+	}
+	return &doc, ds
+}
+
+// assertSameStatus checks that stock ostree admin status and ocitree
+// status list the same deployments in the same order with the same
+// versions; it returns them.
+func assertSameStatus(t *testing.T, what, sysroot string) []hostDeployment {
+	t.Helper()
+	want := ostreeAdminStatus(t, sysroot)
+	doc, got := ocitreeStatus(t, sysroot)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("%s: ocitree status lists\n%v\nostree admin status lists\n%v", what, got, want)
+	}
+	if doc.APIVersion != "org.containers.bootc/v1" || doc.Kind != "BootcHost" || doc.Status.Booted != nil {
+		t.Errorf("%s: apiVersion %q kind %q booted %v; want a v1 BootcHost with booted null", what, doc.APIVersion, doc.Kind, doc.Status.Booted)
+	}
+	return want
+}
+
+func versions(ds []hostDeployment) string {
+	var v []string
+	for _, d := range ds {
+		v = append(v, d.Version)
+	}
+	return strings.Join(v, ",")
+}
+
+func TestHostLifecycleMatchesOstree(t *testing.T) {
+	setup(t)
+	work := workDir(t)
+	layout := filepath.Join(work, "oci")
+	hostImage(t, work, layout, "1", "1.0", true, nil)
+	ref2 := hostImage(t, work, layout, "2", "2.0", true, func(root string) {
+		writeFile(t, filepath.Join(root, "usr/bin/newtool"), "#!/bin/sh\necho 2\n")
+		writeFile(t, filepath.Join(root, "usr/etc/motd"), "Welcome to 2.0\n")
+	})
+	sys := sysrootDir(t, work, "sysroot")
+
+	must(t, ocitree(t, "install", "--sysroot", sys, "--karg", "root=LABEL=root", "--karg", "rw", "oci:"+layout+":1"))
+	ds := assertSameStatus(t, "after install", sys)
+	if versions(ds) != "1.0" {
+		t.Fatalf("after install: versions %s, want 1.0", versions(ds))
+	}
+	doc, _ := ocitreeStatus(t, sys)
+	if doc.Spec.Image == nil || doc.Spec.Image.Transport != "oci" || doc.Status.Deployments[0].Image == nil ||
+		!strings.HasPrefix(doc.Status.Deployments[0].Image.Digest, "sha256:") {
+		t.Errorf("status after install: spec.image %+v, deployment image %+v", doc.Spec.Image, doc.Status.Deployments[0].Image)
+	}
+
+	// A local /etc change is carried to the next deployment.
+	etc1 := filepath.Join(sys, "ostree/deploy/default/deploy", ds[0].Name, "etc")
+	writeFile(t, filepath.Join(etc1, "local.conf"), "mine\n")
+	writeFile(t, filepath.Join(etc1, "hostname"), "edited\n")
+	diff := must(t, ocitree(t, "config-diff", "--sysroot", sys))
+	for _, l := range []string{"M    hostname", "A    local.conf"} {
+		if !strings.Contains(diff, l) {
+			t.Errorf("config-diff lacks %q:\n%s", l, diff)
+		}
+	}
+
+	must(t, ocitree(t, "switch", "--sysroot", sys, ref2))
+	ds = assertSameStatus(t, "after switch", sys)
+	if versions(ds) != "2.0,1.0" {
+		t.Fatalf("after switch: versions %s, want 2.0,1.0", versions(ds))
+	}
+	etc2 := filepath.Join(sys, "ostree/deploy/default/deploy", ds[0].Name, "etc")
+	for name, want := range map[string]string{"local.conf": "mine\n", "hostname": "edited\n", "motd": "Welcome to 2.0\n"} {
+		if b, err := os.ReadFile(filepath.Join(etc2, name)); err != nil || string(b) != want {
+			t.Errorf("new deployment etc/%s = %q, %v; want %q", name, b, err, want)
+		}
+	}
+
+	// The tag the origin tracks moves to 3.0: upgrade deploys it, the
+	// merge deployment (2.0) stays, 1.0 goes (ostree admin deploy retention).
+	hostImage(t, work, layout, "2", "3.0", true, func(root string) {
+		writeFile(t, filepath.Join(root, "usr/bin/newtool"), "#!/bin/sh\necho 3\n")
+	})
+	check := must(t, ocitree(t, "upgrade", "--sysroot", sys, "--check"))
+	if !strings.Contains(check, "layers needed: ") || strings.Contains(check, "layers needed: 0 ") {
+		t.Errorf("upgrade --check should report layers to fetch:\n%s", check)
+	}
+	if got := ostreeAdminStatus(t, sys); fmt.Sprint(got) != fmt.Sprint(ds) {
+		t.Errorf("upgrade --check changed the deployments: %v", got)
+	}
+	must(t, ocitree(t, "upgrade", "--sysroot", sys))
+	ds = assertSameStatus(t, "after upgrade", sys)
+	if versions(ds) != "3.0,2.0" {
+		t.Fatalf("after upgrade: versions %s, want 3.0,2.0", versions(ds))
+	}
+	if r := ocitree(t, "upgrade", "--sysroot", sys, "--unchanged-exit-77"); r.code != 77 {
+		t.Errorf("upgrade with nothing new: exit %d, want 77\n%s", r.code, r)
+	}
+
+	must(t, ocitree(t, "rollback", "--sysroot", sys))
+	ds = assertSameStatus(t, "after rollback", sys)
+	if versions(ds) != "2.0,3.0" {
+		t.Fatalf("after rollback: versions %s, want 2.0,3.0", versions(ds))
+	}
+	// The boot entry of 2.0 is the default one (highest version number).
+	entries := readEntries(t, sys)
+	if !strings.Contains(entries["ostree-2-default.conf"], " 2.0 (ostree:0)") {
+		t.Errorf("after rollback, ostree-2-default.conf is not 2.0 at index 0:\n%v", entries)
+	}
+
+	// Stock ostree admin deploy works on the sysroot, and ocitree reads
+	// what it wrote.
+	csum3 := strings.SplitN(ds[1].Name, ".", 2)[0]
+	must(t, ostree(t, "admin", "deploy", "--sysroot="+sys, "--os=default", csum3))
+	ds = assertSameStatus(t, "after ostree admin deploy", sys)
+	if versions(ds) != "3.0,2.0" || ds[0].Name != csum3+".1" {
+		t.Fatalf("after ostree admin deploy: %v", ds)
+	}
+	// And ocitree can go on from there.
+	must(t, ocitree(t, "rollback", "--sysroot", sys))
+	assertSameStatus(t, "rollback after ostree admin deploy", sys)
+	must(t, ostree(t, "fsck", "--repo="+filepath.Join(sys, "ostree/repo")))
+}
+
+func readEntries(t *testing.T, sys string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	files, _ := filepath.Glob(filepath.Join(sys, "boot/loader/entries/*.conf"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[filepath.Base(f)] = string(b)
+	}
+	return m
+}
+
+// bootFiles lists every file under boot/ and every ostree/boot.* link of a
+// sysroot: path -> "link TARGET", "dir MODE" or "file MODE SHA".
+func bootFiles(t *testing.T, sys string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	for _, top := range []string{"boot"} {
+		filepath.Walk(filepath.Join(sys, top), func(p string, fi os.FileInfo, err error) error {
+			if err != nil {
+				t.Fatal(err)
+			}
+			rel, _ := filepath.Rel(sys, p)
+			switch {
+			case fi.Mode()&os.ModeSymlink != 0:
+				tg, _ := os.Readlink(p)
+				m[rel] = "link " + tg
+			case fi.IsDir():
+				m[rel] = fmt.Sprintf("dir %o", fi.Mode().Perm())
+			default:
+				b, _ := os.ReadFile(p)
+				m[rel] = fmt.Sprintf("file %o %q", fi.Mode().Perm(), b)
+			}
+			return nil
+		})
+	}
+	links, _ := filepath.Glob(filepath.Join(sys, "ostree/boot.*"))
+	for _, l := range links {
+		filepath.Walk(l, func(p string, fi os.FileInfo, err error) error {
+			if err != nil {
+				t.Fatal(err)
+			}
+			rel, _ := filepath.Rel(sys, p)
+			if fi.Mode()&os.ModeSymlink != 0 {
+				tg, _ := os.Readlink(p)
+				m[rel] = "link " + tg
+			} else if fi.IsDir() {
+				m[rel] = fmt.Sprintf("dir %o", fi.Mode().Perm())
+			}
+			return nil
+		})
+	}
+	return m
+}
+
+func assertSameBoot(t *testing.T, what, want, got string) {
+	t.Helper()
+	w, g := bootFiles(t, want), bootFiles(t, got)
+	var keys []string
+	for k := range w {
+		keys = append(keys, k)
+	}
+	for k := range g {
+		if _, ok := w[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var diffs []string
+	for _, k := range keys {
+		if w[k] != g[k] {
+			diffs = append(diffs, fmt.Sprintf("%s:\n  ostree:  %s\n  ocitree: %s", k, clip(w[k], 400), clip(g[k], 400)))
+		}
+	}
+	if len(diffs) > 0 {
+		t.Errorf("%s: boot/ and ostree/boot.* differ from ostree admin deploy's:\n%s", what, strings.Join(diffs, "\n"))
+	}
+}
+
+// TestHostInstallMatchesOstreeDeploy deploys the same commit with the same
+// kargs with ocitree install and with stock ostree admin init-fs, os-init
+// and deploy, then a second image with ocitree switch and ostree admin
+// deploy, and compares boot/, the bootlinks and the deployment trees.
+func TestHostInstallMatchesOstreeDeploy(t *testing.T) {
+	setup(t)
+	work := workDir(t)
+	layout := filepath.Join(work, "oci")
+	ref1 := hostImage(t, work, layout, "1", "1.0", true, nil)
+	ref2 := hostImage(t, work, layout, "2", "2.0", true, func(root string) {
+		writeFile(t, filepath.Join(root, "usr/etc/motd"), "Welcome to 2.0\n")
+	})
+	ours := sysrootDir(t, work, "ocitree")
+	theirs := sysrootDir(t, work, "ostree")
+
+	kargs := []string{"root=LABEL=root", "rw", "console=ttyS0,115200"}
+	args := []string{"install", "--sysroot", ours}
+	deployArgs := []string{"admin", "deploy", "--sysroot=" + theirs, "--os=default"}
+	for _, k := range kargs {
+		args = append(args, "--karg", k)
+		deployArgs = append(deployArgs, "--karg="+k)
+	}
+	must(t, ocitree(t, append(args, ref1)...))
+	ds := assertSameStatus(t, "ocitree install", ours)
+	csum1 := strings.SplitN(ds[0].Name, ".", 2)[0]
+
+	if err := os.Mkdir(theirs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	must(t, ostree(t, "admin", "init-fs", theirs))
+	must(t, ostree(t, "admin", "os-init", "--sysroot="+theirs, "default"))
+	must(t, ostree(t, "pull-local", "--repo="+filepath.Join(theirs, "ostree/repo"), filepath.Join(ours, "ostree/repo"), csum1))
+	must(t, ostree(t, append(deployArgs, csum1)...))
+
+	compareSysroots(t, "first deployment", theirs, ours, ds)
+
+	// Same local edit in both, then the second image.
+	for _, s := range []string{ours, theirs} {
+		writeFile(t, filepath.Join(s, "ostree/deploy/default/deploy", csum1+".0", "etc/local.conf"), "mine\n")
+	}
+	must(t, ocitree(t, "switch", "--sysroot", ours, ref2))
+	ds = assertSameStatus(t, "ocitree switch", ours)
+	csum2 := strings.SplitN(ds[0].Name, ".", 2)[0]
+	must(t, ostree(t, "pull-local", "--repo="+filepath.Join(theirs, "ostree/repo"), filepath.Join(ours, "ostree/repo"), csum2))
+	must(t, ostree(t, "admin", "deploy", "--sysroot="+theirs, "--os=default", csum2))
+	compareSysroots(t, "second deployment", theirs, ours, ds)
+}
+
+func compareSysroots(t *testing.T, what, theirs, ours string, ds []hostDeployment) {
+	t.Helper()
+	if got := ostreeAdminStatus(t, theirs); fmt.Sprint(got) != fmt.Sprint(ds) {
+		t.Fatalf("%s: ostree admin deploy made %v, ocitree %v", what, got, ds)
+	}
+	if n := len(readEntries(t, ours)); n != len(ds) {
+		t.Errorf("%s: %d BLS entries for %d deployments", what, n, len(ds))
+	}
+	assertSameBoot(t, what, theirs, ours)
+	for _, d := range ds {
+		rel := filepath.Join("ostree/deploy/default/deploy", d.Name)
+		assertSameTree(t, what+": deployment "+d.Name, filepath.Join(theirs, rel), filepath.Join(ours, rel), cmpOpts{})
+	}
+	// The layout of init-fs/os-init, the stateroot var and the refs.
+	for _, rel := range []string{".", "ostree/deploy/default/var"} {
+		w, g := topLevel(t, filepath.Join(theirs, rel)), topLevel(t, filepath.Join(ours, rel))
+		if w != g {
+			t.Errorf("%s: %s differs:\nostree:  %s\nocitree: %s", what, rel, w, g)
+		}
+	}
+	wr := deployRefs(t, theirs)
+	if gr := deployRefs(t, ours); gr != wr {
+		t.Errorf("%s: deployment refs %s, ostree wrote %s", what, gr, wr)
+	}
+}
+
+func topLevel(t *testing.T, dir string) string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		fi, err := os.Lstat(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprintf("%s:%v", e.Name(), fi.Mode()))
+	}
+	sort.Strings(out)
+	return strings.Join(out, " ")
+}
+
+func deployRefs(t *testing.T, sys string) string {
+	t.Helper()
+	out := must(t, ostree(t, "refs", "--repo="+filepath.Join(sys, "ostree/repo")))
+	var refs []string
+	for _, r := range strings.Fields(out) {
+		if regexp.MustCompile(`^ostree/[01]/[01]/[0-9]+$`).MatchString(r) {
+			c := must(t, ostree(t, "rev-parse", "--repo="+filepath.Join(sys, "ostree/repo"), r))
+			refs = append(refs, r+"="+strings.TrimSpace(c))
+		}
+	}
+	sort.Strings(refs)
+	return strings.Join(refs, " ")
+}
+
+// TestHostRefusesBadImages: images that cannot be deployed are refused,
+// with a message that names the problem, before anything is written to
+// boot/ or ostree/deploy/ — at install and at switch.
+func TestHostRefusesBadImages(t *testing.T) {
+	setup(t)
+	work := workDir(t)
+	layout := filepath.Join(work, "oci")
+	good := hostImage(t, work, layout, "good", "1.0", true, nil)
+	kdir := "usr/lib/modules/6.1.0-ocitree"
+	cases := []struct {
+		name, want string
+		mutate     func(root string)
+	}{
+		{"nokernel", "no kernel", func(root string) { os.Remove(filepath.Join(root, kdir, "vmlinuz")) }},
+		{"twokernels", "two kernels", func(root string) {
+			writeFile(t, filepath.Join(root, "usr/lib/modules/6.2.0-other/vmlinuz"), "other kernel\n")
+		}},
+		{"etc", "both /etc and /usr/etc", func(root string) { writeFile(t, filepath.Join(root, "etc/passwd"), "root:x:0:0::/:/bin/sh\n") }},
+		{"kargsd", "kargs.d/bad.toml", func(root string) {
+			writeFile(t, filepath.Join(root, "usr/lib/bootc/kargs.d/bad.toml"), "kargs = [\"quiet\"\n")
+		}},
+		{"kargsd-key", "unknown key", func(root string) {
+			writeFile(t, filepath.Join(root, "usr/lib/bootc/kargs.d/10-x.toml"), "kargs = [\"quiet\"]\nkarg = [\"x\"]\n")
+		}},
+	}
+	installed := sysrootDir(t, work, "installed")
+	must(t, ocitree(t, "install", "--sysroot", installed, good))
+	before := bootFiles(t, installed)
+	deployBefore := topLevel(t, filepath.Join(installed, "ostree/deploy/default/deploy"))
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ref := hostImage(t, work, layout, c.name, "9.0", false, c.mutate)
+			sys := sysrootDir(t, work, "sys-"+c.name)
+			r := ocitree(t, "install", "--sysroot", sys, ref)
+			if r.code != 1 || !strings.Contains(r.stderr, c.want) {
+				t.Fatalf("install of a bad image: want exit 1 and %q in the message:\n%s", c.want, r)
+			}
+			for _, d := range []string{"boot", "ostree/deploy"} {
+				ents, err := os.ReadDir(filepath.Join(sys, d))
+				if err != nil && !errors.Is(err, os.ErrNotExist) {
+					t.Fatal(err)
+				}
+				if len(ents) != 0 {
+					t.Errorf("install of a bad image wrote into %s: %v", d, ents)
+				}
+			}
+			r = ocitree(t, "switch", "--sysroot", installed, ref)
+			if r.code != 1 || !strings.Contains(r.stderr, c.want) {
+				t.Fatalf("switch to a bad image: want exit 1 and %q in the message:\n%s", c.want, r)
+			}
+			if after := bootFiles(t, installed); fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Errorf("switch to a bad image changed boot/")
+			}
+			if got := topLevel(t, filepath.Join(installed, "ostree/deploy/default/deploy")); got != deployBefore {
+				t.Errorf("switch to a bad image changed ostree/deploy: %s, was %s", got, deployBefore)
+			}
+		})
+	}
+}
