@@ -512,3 +512,94 @@ func TestHostRefusesBadImages(t *testing.T) {
 		})
 	}
 }
+
+// TestHostPinUndeployKargsCleanup: a reorder of equal boot configurations
+// is a sub-bootversion swap (entries untouched, ostree/boot.N flips), pins
+// survive switch and show in ostree admin status, undeploy, kargs and
+// cleanup keep the sysroot readable by ostree.
+func TestHostPinUndeployKargsCleanup(t *testing.T) {
+	setup(t)
+	work := workDir(t)
+	layout := filepath.Join(work, "oci")
+	ref1 := hostImage(t, work, layout, "1", "1.0", true, nil)
+	ref2 := hostImage(t, work, layout, "2", "2.0", true, func(root string) {
+		writeFile(t, filepath.Join(root, "usr/bin/newtool"), "2\n")
+	})
+	sys := sysrootDir(t, work, "sysroot")
+	must(t, ocitree(t, "install", "--sysroot", sys, "--karg", "rw", ref1))
+	ds := assertSameStatus(t, "install", sys)
+	csum1 := strings.SplitN(ds[0].Name, ".", 2)[0]
+
+	// Two deployments of one commit with the same kargs (stock ostree),
+	// then a rollback: only the order changes.
+	must(t, ostree(t, "admin", "deploy", "--sysroot="+sys, "--os=default", "--retain", csum1))
+	ds = assertSameStatus(t, "ostree admin deploy --retain", sys)
+	entriesBefore := readEntries(t, sys)
+	loaderBefore, _ := os.Readlink(filepath.Join(sys, "boot/loader"))
+	bv := strings.TrimPrefix(loaderBefore, "loader.")
+	linkBefore, _ := os.Readlink(filepath.Join(sys, "ostree/boot."+bv))
+	must(t, ocitree(t, "rollback", "--sysroot", sys))
+	got := assertSameStatus(t, "rollback of equal configurations", sys)
+	if got[0] != ds[1] || got[1] != ds[0] {
+		t.Fatalf("rollback: %v, want %v swapped", got, ds)
+	}
+	loaderAfter, _ := os.Readlink(filepath.Join(sys, "boot/loader"))
+	linkAfter, _ := os.Readlink(filepath.Join(sys, "ostree/boot."+bv))
+	if loaderAfter != loaderBefore || linkAfter == linkBefore || fmt.Sprint(readEntries(t, sys)) != fmt.Sprint(entriesBefore) {
+		t.Errorf("not a sub-bootversion swap: loader %s -> %s, ostree/boot.%s %s -> %s, entries changed: %v",
+			loaderBefore, loaderAfter, bv, linkBefore, linkAfter, fmt.Sprint(readEntries(t, sys)) != fmt.Sprint(entriesBefore))
+	}
+	if _, err := os.Lstat(filepath.Join(sys, "ostree", linkBefore)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the old bootlink farm ostree/%s was not cleaned up (%v)", linkBefore, err)
+	}
+
+	// Pin 1; a switch keeps it (and the merge deployment 0).
+	must(t, ocitree(t, "pin", "--sysroot", sys, "1"))
+	if out := must(t, ostree(t, "admin", "status", "--sysroot="+sys)); strings.Count(out, "Pinned: yes") != 1 {
+		t.Errorf("ostree admin status after pin:\n%s", out)
+	}
+	must(t, ocitree(t, "switch", "--sysroot", sys, ref2))
+	ds = assertSameStatus(t, "switch with a pinned deployment", sys)
+	if versions(ds) != "2.0,1.0,1.0" {
+		t.Fatalf("after switch: %v; want the pinned deployment kept", ds)
+	}
+	doc, _ := ocitreeStatus(t, sys)
+	if !doc.Status.Deployments[2].Pinned || doc.Status.Deployments[1].Pinned {
+		t.Errorf("pinned flags: %+v", doc.Status.Deployments)
+	}
+	must(t, ocitree(t, "pin", "--sysroot", sys, "--unpin", "2"))
+	if out := must(t, ostree(t, "admin", "status", "--sysroot="+sys)); strings.Contains(out, "Pinned") {
+		t.Errorf("ostree admin status after unpin:\n%s", out)
+	}
+
+	// Undeploy the last one.
+	must(t, ocitree(t, "undeploy", "--sysroot", sys, "2"))
+	ds = assertSameStatus(t, "undeploy", sys)
+	if len(ds) != 2 {
+		t.Fatalf("after undeploy: %v", ds)
+	}
+	if dirs, _ := filepath.Glob(filepath.Join(sys, "ostree/deploy/default/deploy/*.origin")); len(dirs) != 2 {
+		t.Errorf("after undeploy: origins %v", dirs)
+	}
+
+	// Kernel arguments.
+	must(t, ocitree(t, "kargs", "--sysroot", sys, "--append", "quiet", "--replace", "console=ttyS0"))
+	if out := strings.TrimSpace(must(t, ocitree(t, "kargs", "--sysroot", sys))); out != "rw console=ttyS0 quiet" {
+		t.Errorf("kargs: %q", out)
+	}
+	ents := readEntries(t, sys)
+	if e := ents["ostree-2-default.conf"]; !regexp.MustCompile(`(?m)^options rw ostree=/ostree/boot\.[01]/default/[0-9a-f]{64}/0 console=ttyS0 quiet$`).MatchString(e) {
+		t.Errorf("default entry after kargs:\n%s", e)
+	}
+	assertSameStatus(t, "kargs", sys)
+	if r := ocitree(t, "kargs", "--sysroot", sys, "--delete", "nosuch"); r.code != 1 {
+		t.Errorf("deleting a missing karg: %s", r)
+	}
+
+	must(t, ocitree(t, "cleanup", "--sysroot", sys))
+	assertSameStatus(t, "cleanup", sys)
+	must(t, ostree(t, "fsck", "--repo="+filepath.Join(sys, "ostree/repo")))
+	// ostree's own cleanup finds nothing of ours to complain about.
+	must(t, ostree(t, "admin", "cleanup", "--sysroot="+sys))
+	assertSameStatus(t, "ostree admin cleanup", sys)
+}

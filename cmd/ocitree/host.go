@@ -332,5 +332,6 @@ admin config-diff.`,
 }
 
 func hostCommands() []*cobra.Command {
-	return []*cobra.Command{newInstallCmd(), newStatusCmd(), newSwitchCmd(), newUpgradeCmd(), newRollbackCmd(), newConfigDiffCmd()}
+	return []*cobra.Command{newInstallCmd(), newStatusCmd(), newSwitchCmd(), newUpgradeCmd(), newRollbackCmd(), newConfigDiffCmd(),
+		newPinCmd(), newUndeployCmd(), newCleanupCmd(), newKargsCmd()}
 }
