@@ -176,9 +176,16 @@ func bumpMtime(root *os.Root) error {
 	return unix.UtimesNanoAt(int(f.Fd()), "", nil, unix.AT_EMPTY_PATH)
 }
 
+var errNotBooted = errors.New("/ is not a system booted from an ostree deployment (no /run/ostree-booted, or no deployment is /); pass --sysroot DIR to work on a sysroot directory")
+
 // Open opens and loads the sysroot at dir. When dir is "/" it must be a
 // system booted from a deployment. Open takes no lock; Lock does.
 func Open(dir string) (*Sysroot, error) {
+	if filepath.Clean(dir) == "/" {
+		if _, err := os.Stat("/run/ostree-booted"); err != nil {
+			return nil, errNotBooted
+		}
+	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("sysroot %s: %w", dir, err)
@@ -206,7 +213,7 @@ func Open(dir string) (*Sysroot, error) {
 	}
 	if filepath.Clean(dir) == "/" && s.Booted == nil {
 		s.Close()
-		return nil, errors.New("/ is not a system booted from an ostree deployment (no /run/ostree-booted or no deployment is /); pass --sysroot DIR to work on a sysroot directory")
+		return nil, errNotBooted
 	}
 	return s, nil
 }

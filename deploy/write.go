@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"regexp"
+	"strings"
 
 	"github.com/ocitree/ocitree/boot"
 	"github.com/ocitree/ocitree/ostree"
@@ -113,6 +114,14 @@ func (s *Sysroot) Cleanup() error {
 		}
 		for _, n := range names {
 			p := base + "/" + n
+			if strings.HasPrefix(n, ".") && strings.Contains(n, ".ocitree-checkout-") {
+				// An interrupted checkout's temp dir: libostree's cleanup
+				// fails on a directory name it cannot parse, so it goes.
+				if err := s.root.RemoveAll(p); err != nil {
+					return fmt.Errorf("cleanup: removing %s: %w", p, err)
+				}
+				continue
+			}
 			fi, err := s.root.Lstat(p)
 			if err != nil || !fi.IsDir() || live[p] {
 				continue

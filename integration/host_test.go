@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -478,6 +479,13 @@ func TestHostRefusesBadImages(t *testing.T) {
 			writeFile(t, filepath.Join(root, "usr/lib/bootc/kargs.d/10-x.toml"), "kargs = [\"quiet\"]\nkarg = [\"x\"]\n")
 		}},
 	}
+	// Aimed at / (the default), host commands refuse: this machine is not
+	// booted from a deployment.
+	for _, args := range [][]string{{"status"}, {"upgrade"}, {"rollback"}} {
+		if r := ocitree(t, args...); r.code != 1 || !strings.Contains(r.stderr, "/ is not a system booted from an ostree deployment") {
+			t.Errorf("%s on /: want exit 1 and a clear refusal:\n%s", args[0], r)
+		}
+	}
 	installed := sysrootDir(t, work, "installed")
 	must(t, ocitree(t, "install", "--sysroot", installed, good))
 	before := bootFiles(t, installed)
@@ -602,4 +610,51 @@ func TestHostPinUndeployKargsCleanup(t *testing.T) {
 	// ostree's own cleanup finds nothing of ours to complain about.
 	must(t, ostree(t, "admin", "cleanup", "--sysroot="+sys))
 	assertSameStatus(t, "ostree admin cleanup", sys)
+}
+
+// TestHostKargsD: install takes usr/lib/bootc/kargs.d (sorted, per
+// architecture) before --karg, equal to ostree admin deploy given the same
+// arguments; a switch applies only the kargs.d difference and keeps the
+// rest.
+func TestHostKargsD(t *testing.T) {
+	setup(t)
+	work := workDir(t)
+	layout := filepath.Join(work, "oci")
+	arch := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[runtime.GOARCH]
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
+	kd := "usr/lib/bootc/kargs.d/"
+	ref1 := hostImage(t, work, layout, "1", "1.0", true, func(root string) {
+		writeFile(t, filepath.Join(root, kd+"20-arch.toml"), "kargs = [\"archonly\"]\nmatch-architectures = [\""+arch+"\"]\n")
+		writeFile(t, filepath.Join(root, kd+"10-base.toml"), "kargs = [\"console=tty0\", \"nosmt\"]\n")
+		writeFile(t, filepath.Join(root, kd+"30-other.toml"), "kargs = [\"otherarch\"]\nmatch-architectures = [\"nosucharch\"]\n")
+		writeFile(t, filepath.Join(root, kd+"README"), "not a toml file\n")
+	})
+	ref2 := hostImage(t, work, layout, "2", "2.0", true, func(root string) {
+		writeFile(t, filepath.Join(root, kd+"20-arch.toml"), "kargs = [\"archonly\"]\nmatch-architectures = [\""+arch+"\"]\n")
+		writeFile(t, filepath.Join(root, kd+"10-base.toml"), "kargs = [\"console=tty0\", \"quiet\"]\n")
+	})
+	ours := sysrootDir(t, work, "ocitree")
+	theirs := sysrootDir(t, work, "ostree")
+	must(t, ocitree(t, "install", "--sysroot", ours, "--karg", "root=LABEL=r", ref1))
+	ds := assertSameStatus(t, "install", ours)
+	csum1 := strings.SplitN(ds[0].Name, ".", 2)[0]
+	if err := os.Mkdir(theirs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	must(t, ostree(t, "admin", "init-fs", theirs))
+	must(t, ostree(t, "admin", "os-init", "--sysroot="+theirs, "default"))
+	must(t, ostree(t, "pull-local", "--repo="+filepath.Join(theirs, "ostree/repo"), filepath.Join(ours, "ostree/repo"), csum1))
+	must(t, ostree(t, "admin", "deploy", "--sysroot="+theirs, "--os=default",
+		"--karg=console=tty0", "--karg=nosmt", "--karg=archonly", "--karg=root=LABEL=r", csum1))
+	compareSysroots(t, "install with kargs.d", theirs, ours, ds)
+
+	must(t, ocitree(t, "switch", "--sysroot", ours, ref2))
+	assertSameStatus(t, "switch", ours)
+	opts := regexp.MustCompile(`(?m)^options (.*)$`).FindStringSubmatch(readEntries(t, ours)["ostree-2-default.conf"])
+	want := regexp.MustCompile(`^console=tty0 archonly root=LABEL=r ostree=/ostree/boot\.[01]/default/[0-9a-f]{64}/0 quiet$`)
+	if opts == nil || !want.MatchString(opts[1]) {
+		t.Errorf("after switch to an image whose kargs.d drops nosmt and adds quiet: options %q, want %s", opts, want)
+	}
 }
