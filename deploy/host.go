@@ -172,14 +172,14 @@ func (s *Sysroot) Upgrade(ctx context.Context, opts UpdateOptions) (*UpdateResul
 }
 
 // CheckUpdate fetches only the manifest and config of the image the merge
-// deployment tracks and reports what an upgrade would download.
-func (s *Sysroot) CheckUpdate(ctx context.Context) (*PulledImage, *Deployment, error) {
+// deployment tracks and reports what an upgrade would bring: version,
+// digest, bytes to download and the packages whose layers change.
+func (s *Sysroot) CheckUpdate(ctx context.Context) (*UpdateCheck, error) {
 	merge := s.defaultMerge()
 	if merge == nil || merge.ImageRef() == "" {
-		return nil, nil, fmt.Errorf("%s has no deployment tracking an image; use `ocitree install` or `ocitree switch`", s.Path)
+		return nil, fmt.Errorf("%s has no deployment tracking an image; use `ocitree install` or `ocitree switch`", s.Path)
 	}
-	img, err := PullImage(ctx, s.Repo, merge.ImageRef(), true)
-	return img, merge, err
+	return CheckImageUpdate(ctx, s.Repo, merge.ImageRef(), merge.Checksum)
 }
 
 func (s *Sysroot) update(ctx context.Context, merge *Deployment, imgref string, opts UpdateOptions) (*UpdateResult, error) {

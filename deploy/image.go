@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -147,4 +148,164 @@ func PruneImages(repo *ostree.Repo, keep map[ostree.Checksum]bool) ([]string, er
 		return removed, err
 	}
 	return removed, nil
+}
+
+// UpdateCheck is what `upgrade --check` reports.
+type UpdateCheck struct {
+	// Image is the tracked reference (ostree-ext form).
+	Image string `json:"image"`
+	// DeployedDigest is the manifest digest of the deployed image; Digest
+	// and Version are those of the registry's image now.
+	DeployedDigest string `json:"deployedDigest"`
+	Digest         string `json:"digest"`
+	Version        string `json:"version,omitempty"`
+	// UpdateAvailable is false when the digests are equal.
+	UpdateAvailable bool `json:"updateAvailable"`
+	// LayersNeeded and BytesNeeded are the layers (compressed bytes) the
+	// store lacks.
+	LayersNeeded int   `json:"layersNeeded"`
+	BytesNeeded  int64 `json:"bytesNeeded"`
+	// Changed, Added and Removed are the components (packages) of the
+	// ostree.components annotations: in new layers and also in the old
+	// image, only in the new one, only in the old one.
+	Changed []string `json:"changed"`
+	Added   []string `json:"added"`
+	Removed []string `json:"removed"`
+}
+
+// CheckImageUpdate fetches only the manifest and config of imgref and
+// compares them with the image of the deployed merge commit. The image
+// store records them as the image's cached update.
+func CheckImageUpdate(ctx context.Context, repo *ostree.Repo, imgref string, deployed ostree.Checksum) (*UpdateCheck, error) {
+	img, err := PullImage(ctx, repo, imgref, true)
+	if err != nil {
+		return nil, err
+	}
+	uc := &UpdateCheck{Image: img.Origin, Digest: img.ManifestDigest, LayersNeeded: img.LayersFetched, BytesNeeded: img.BytesFetched,
+		Changed: []string{}, Added: []string{}, Removed: []string{}}
+	cm, err := repo.ReadCommit(deployed)
+	if err != nil {
+		return nil, err
+	}
+	uc.DeployedDigest = cm.Metadata.String("ostree.manifest-digest")
+	uc.UpdateAvailable = uc.DeployedDigest != uc.Digest
+	var newManifest, newConfig []byte
+	images, err := encap.ListImages(repo)
+	if err != nil {
+		return nil, err
+	}
+	for _, im := range images {
+		if im.ImageRef == img.Ref.ImageString() && im.CachedUpdate != nil && im.CachedUpdate.ManifestDigest == uc.Digest {
+			newManifest, newConfig = im.CachedUpdate.Manifest, im.CachedUpdate.Config
+		}
+	}
+	if newManifest == nil && uc.UpdateAvailable {
+		rd, err := oci.NewReader(ctx, img.Ref)
+		if err != nil {
+			return nil, err
+		}
+		defer rd.Close()
+		if newManifest, _, err = rd.Manifest(ctx); err != nil {
+			return nil, err
+		}
+		if newConfig, err = rd.Config(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if !uc.UpdateAvailable {
+		uc.Version = cm.Metadata.String("version")
+		return uc, nil
+	}
+	var cfg struct {
+		Config struct {
+			Labels map[string]string `json:"Labels"`
+		} `json:"config"`
+	}
+	if json.Unmarshal(newConfig, &cfg) == nil {
+		uc.Version = cfg.Config.Labels["org.opencontainers.image.version"]
+	}
+	oldLayers, oldAll := manifestComponents([]byte(cm.Metadata.String("ostree.manifest")))
+	newLayers, newAll := manifestComponents(newManifest)
+	seen := map[string]bool{}
+	for d, comps := range newLayers {
+		if _, ok := oldLayers[d]; ok {
+			continue
+		}
+		for _, c := range comps {
+			if seen[c] {
+				continue
+			}
+			seen[c] = true
+			if oldAll[c] {
+				uc.Changed = append(uc.Changed, c)
+			} else {
+				uc.Added = append(uc.Added, c)
+			}
+		}
+	}
+	for c := range oldAll {
+		if !newAll[c] {
+			uc.Removed = append(uc.Removed, c)
+		}
+	}
+	sort.Strings(uc.Changed)
+	sort.Strings(uc.Added)
+	sort.Strings(uc.Removed)
+	return uc, nil
+}
+
+// manifestComponents maps each layer digest of a manifest to the
+// components its ostree.components annotation lists, and returns the set
+// of all of them.
+func manifestComponents(manifest []byte) (map[string][]string, map[string]bool) {
+	var m struct {
+		Layers []struct {
+			Digest      string            `json:"digest"`
+			Annotations map[string]string `json:"annotations"`
+		} `json:"layers"`
+	}
+	layers, all := map[string][]string{}, map[string]bool{}
+	if json.Unmarshal(manifest, &m) != nil {
+		return layers, all
+	}
+	for _, l := range m.Layers {
+		comps := encap.ParseComponents(l.Annotations[encap.ComponentsAnnotation])
+		layers[l.Digest] = comps
+		for _, c := range comps {
+			all[c] = true
+		}
+	}
+	return layers, all
+}
+
+// CachedUpdateOf returns the newer image a check or pull saw for the image
+// deployed as commit c from origin (nil when there is none).
+func CachedUpdateOf(repo *ostree.Repo, origin string, c ostree.Checksum) (*ImageInfo, error) {
+	ref, err := oci.ParseRef(origin)
+	if err != nil {
+		return nil, err
+	}
+	images, err := encap.ListImages(repo)
+	if err != nil {
+		return nil, err
+	}
+	for _, im := range images {
+		if im.ImageRef != ref.ImageString() || im.MergeCommit != c || im.CachedUpdate == nil {
+			continue
+		}
+		info := &ImageInfo{ManifestDigest: im.CachedUpdate.ManifestDigest, Version: im.CachedUpdate.Version}
+		var cfg struct {
+			Created      string `json:"created"`
+			Architecture string `json:"architecture"`
+		}
+		if json.Unmarshal(im.CachedUpdate.Config, &cfg) == nil {
+			info.Architecture = cfg.Architecture
+			if t, err := time.Parse(time.RFC3339Nano, cfg.Created); err == nil {
+				t = t.UTC()
+				info.Timestamp = &t
+			}
+		}
+		return info, nil
+	}
+	return nil, nil
 }

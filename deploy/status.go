@@ -197,5 +197,17 @@ func (s *Sysroot) bootEntry(d *Deployment) (*BootEntry, error) {
 		}
 	}
 	be.Image = is
+	if cu, err := CachedUpdateOf(s.Repo, ref, d.Checksum); err == nil && cu != nil {
+		c := &ImageStatus{Image: ir, ImageDigest: cu.ManifestDigest, Architecture: cu.Architecture}
+		if cu.Version != "" {
+			v := cu.Version
+			c.Version = &v
+		}
+		if cu.Timestamp != nil {
+			t := cu.Timestamp.Format(time.RFC3339Nano)
+			c.Timestamp = &t
+		}
+		be.CachedUpdate = c
+	}
 	return be, nil
 }

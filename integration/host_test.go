@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -227,8 +228,8 @@ func TestHostLifecycleMatchesOstree(t *testing.T) {
 		writeFile(t, filepath.Join(root, "usr/bin/newtool"), "#!/bin/sh\necho 3\n")
 	})
 	check := must(t, ocitree(t, "upgrade", "--sysroot", sys, "--check"))
-	if !strings.Contains(check, "layers needed: ") || strings.Contains(check, "layers needed: 0 ") {
-		t.Errorf("upgrade --check should report layers to fetch:\n%s", check)
+	if !strings.Contains(check, "Update available: ") || !strings.Contains(check, "version: 3.0") || strings.Contains(check, "download: 0 layers") {
+		t.Errorf("upgrade --check should report 3.0 and layers to fetch:\n%s", check)
 	}
 	if got := ostreeAdminStatus(t, sys); fmt.Sprint(got) != fmt.Sprint(ds) {
 		t.Errorf("upgrade --check changed the deployments: %v", got)
@@ -240,6 +241,9 @@ func TestHostLifecycleMatchesOstree(t *testing.T) {
 	}
 	if r := ocitree(t, "upgrade", "--sysroot", sys, "--unchanged-exit-77"); r.code != 77 {
 		t.Errorf("upgrade with nothing new: exit %d, want 77\n%s", r.code, r)
+	}
+	if r := ocitree(t, "upgrade", "--sysroot", sys, "--check", "--unchanged-exit-77"); r.code != 77 || !strings.Contains(r.stdout, "No update available") {
+		t.Errorf("upgrade --check with nothing new: want exit 77 and No update available\n%s", r)
 	}
 
 	must(t, ocitree(t, "rollback", "--sysroot", sys))
@@ -656,5 +660,58 @@ func TestHostKargsD(t *testing.T) {
 	want := regexp.MustCompile(`^console=tty0 archonly root=LABEL=r ostree=/ostree/boot\.[01]/default/[0-9a-f]{64}/0 quiet$`)
 	if opts == nil || !want.MatchString(opts[1]) {
 		t.Errorf("after switch to an image whose kargs.d drops nosmt and adds quiet: options %q, want %s", opts, want)
+	}
+}
+
+// TestHostUpgradeCheckPackages: the registry tag moves to an image that
+// differs in one package; upgrade --check names it, with the bytes to
+// download, and changes nothing; upgrade then deploys it.
+func TestHostUpgradeCheckPackages(t *testing.T) {
+	setup(t)
+	work := workDir(t)
+	layout := filepath.Join(work, "oci")
+	repo := filepath.Join(work, "build-repo")
+	must(t, ocitree(t, "repo", "init", "--repo", repo, "--mode", "bare"))
+	o1 := commitOpts{subject: "1.0", metadata: []string{"version=1.0"}, bootable: true}
+	must(t, ocitree(t, append(o1.ocitreeArgs(repo, "os/1"), tree(t, "dpkgos"))...))
+	o2 := commitOpts{subject: "1.1", metadata: []string{"version=1.1"}, bootable: true}
+	must(t, ocitree(t, append(o2.ocitreeArgs(repo, "os/2"), tree(t, "dpkgos-bumped"))...))
+	encapsulate(t, repo, "os/1", "oci:"+layout+":1.0")
+	encapsulate(t, repo, "os/1", "oci:"+layout+":stable")
+	sys := sysrootDir(t, work, "sysroot")
+	must(t, ocitree(t, "install", "--sysroot", sys, "oci:"+layout+":stable"))
+	before := assertSameStatus(t, "install", sys)
+
+	newDigest := encapsulate(t, repo, "os/2", "oci:"+layout+":stable", "--previous-build", "oci:"+layout+":1.0")
+	out := must(t, ocitree(t, "upgrade", "--sysroot", sys, "--check", "--format", "json"))
+	var uc struct {
+		Digest          string   `json:"digest"`
+		Version         string   `json:"version"`
+		UpdateAvailable bool     `json:"updateAvailable"`
+		LayersNeeded    int      `json:"layersNeeded"`
+		BytesNeeded     int64    `json:"bytesNeeded"`
+		Changed         []string `json:"changed"`
+		Added           []string `json:"added"`
+		Removed         []string `json:"removed"`
+	}
+	if err := json.Unmarshal([]byte(out), &uc); err != nil {
+		t.Fatalf("upgrade --check --format json: %v\n%s", err, out)
+	}
+	if !uc.UpdateAvailable || uc.Digest != newDigest || uc.Version != "1.1" || uc.BytesNeeded <= 0 || uc.LayersNeeded == 0 {
+		t.Errorf("upgrade --check: %+v; want an update to %s, version 1.1, with bytes to download", uc, newDigest)
+	}
+	if !slices.Contains(uc.Changed, bumpedPackage) || len(uc.Added) != 0 || len(uc.Removed) != 0 {
+		t.Errorf("upgrade --check: changed %v added %v removed %v; want %s changed and nothing added or removed", uc.Changed, uc.Added, uc.Removed, bumpedPackage)
+	}
+	human := must(t, ocitree(t, "upgrade", "--sysroot", sys, "--check"))
+	if !strings.Contains(human, "changed: ") || !strings.Contains(human, bumpedPackage) {
+		t.Errorf("upgrade --check (human) does not name %s:\n%s", bumpedPackage, human)
+	}
+	if got := assertSameStatus(t, "after --check", sys); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Errorf("upgrade --check changed the deployments: %v", got)
+	}
+	must(t, ocitree(t, "upgrade", "--sysroot", sys))
+	if got := assertSameStatus(t, "upgrade", sys); versions(got) != "1.1,1.0" {
+		t.Errorf("after upgrade: %v", got)
 	}
 }

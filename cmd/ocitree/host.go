@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/ocitree/ocitree/deploy"
 	"github.com/ocitree/ocitree/deploy/etcmerge"
@@ -219,7 +220,7 @@ func reportUpdate(cmd *cobra.Command, res *deploy.UpdateResult) {
 
 func newUpgradeCmd() *cobra.Command {
 	var (
-		sysroot                   string
+		sysroot, format           string
 		check, apply, unchanged77 bool
 		downloadOnly              bool
 	)
@@ -229,8 +230,12 @@ func newUpgradeCmd() *cobra.Command {
 		Long: `Pull the image the merge deployment's origin tracks
 (container-image-reference) and, when its merge commit differs from the
 deployed one, deploy it as switch does. --check fetches only the manifest
-and config and prints what would be downloaded; nothing in the sysroot
-changes except the image's cached-update metadata. With
+and config and prints the new version and digest, the layers and bytes the
+store lacks, and the packages whose layers change (from the
+ostree.components annotations of the deployed and the new manifest:
+"changed: libssl3; added: foo; removed: bar"); --format json gives the same.
+Nothing in the sysroot changes except the image's cached-update metadata
+(shown as cachedUpdate by status). With
 --unchanged-exit-77 a run with nothing to do exits 77.`,
 		Example: `  ocitree upgrade
   ocitree upgrade --check --sysroot /mnt/root`,
@@ -245,17 +250,25 @@ changes except the image's cached-update metadata. With
 			return withSysroot(sysroot, func(s *deploy.Sysroot) error {
 				ctx := context.Background()
 				if check {
-					img, merge, err := s.CheckUpdate(ctx)
+					uc, err := s.CheckUpdate(ctx)
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(cmd.OutOrStdout(), "image: %s\ndigest: %s\nlayers already present: %d; layers needed: %d (%d bytes)\n",
-						img.Origin, img.ManifestDigest, img.LayersPresent, img.LayersFetched, img.BytesFetched)
-					if info, _ := deploy.DeployedImage(s.Repo, merge.Checksum); info != nil && info.ManifestDigest == img.ManifestDigest {
-						fmt.Fprintln(cmd.OutOrStdout(), "No update available.")
-						if unchanged77 {
-							return exitCodeError{77}
+					out := cmd.OutOrStdout()
+					switch format {
+					case "json":
+						enc := json.NewEncoder(out)
+						enc.SetIndent("", "  ")
+						if err := enc.Encode(uc); err != nil {
+							return err
 						}
+					case "human":
+						printUpdateCheck(out, uc)
+					default:
+						return usagef("--format %q: use human or json", format)
+					}
+					if !uc.UpdateAvailable && unchanged77 {
+						return exitCodeError{77}
 					}
 					return nil
 				}
@@ -277,6 +290,7 @@ changes except the image's cached-update metadata. With
 	f.BoolVar(&apply, "apply", false, "reboot into the new deployment (not supported)")
 	f.BoolVar(&downloadOnly, "download-only", false, "stage without making it the default (not supported yet)")
 	f.BoolVar(&unchanged77, "unchanged-exit-77", false, "exit 77 when there is nothing to do")
+	f.StringVar(&format, "format", "human", "output of --check: human or json")
 	return cmd
 }
 
@@ -334,4 +348,23 @@ admin config-diff.`,
 func hostCommands() []*cobra.Command {
 	return []*cobra.Command{newInstallCmd(), newStatusCmd(), newSwitchCmd(), newUpgradeCmd(), newRollbackCmd(), newConfigDiffCmd(),
 		newPinCmd(), newUndeployCmd(), newCleanupCmd(), newKargsCmd()}
+}
+
+func printUpdateCheck(w io.Writer, uc *deploy.UpdateCheck) {
+	if !uc.UpdateAvailable {
+		fmt.Fprintf(w, "No update available: %s is deployed (%s).\n", uc.Image, uc.Digest)
+		return
+	}
+	v := uc.Version
+	if v == "" {
+		v = "(no version)"
+	}
+	fmt.Fprintf(w, "Update available: %s\n  version: %s\n  digest: %s\n  download: %d layers, %d bytes\n", uc.Image, v, uc.Digest, uc.LayersNeeded, uc.BytesNeeded)
+	list := func(s []string) string {
+		if len(s) == 0 {
+			return "-"
+		}
+		return strings.Join(s, ", ")
+	}
+	fmt.Fprintf(w, "  changed: %s; added: %s; removed: %s\n", list(uc.Changed), list(uc.Added), list(uc.Removed))
 }
