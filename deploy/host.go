@@ -23,7 +23,8 @@ type InstallOptions struct {
 	// Kargs are appended after the image's kargs.d arguments.
 	Kargs []string
 	// Log receives progress lines (nil: none).
-	Log io.Writer
+	Log   io.Writer
+	Fetch FetchOptions
 }
 
 // Install creates a sysroot at dir (or completes an empty one), pulls
@@ -59,7 +60,7 @@ func Install(ctx context.Context, dir, imgref string, opts InstallOptions) (*Dep
 		}
 	}
 	logf(opts.Log, "pulling %s into %s/ostree/repo", imgref, dir)
-	img, err := PullImage(ctx, s.Repo, imgref, false)
+	img, err := PullImage(ctx, s.Repo, imgref, false, opts.Fetch)
 	if err != nil {
 		return nil, err
 	}
@@ -117,6 +118,7 @@ type UpdateOptions struct {
 	// Retain keeps every current deployment.
 	Retain bool
 	Log    io.Writer
+	Fetch  FetchOptions
 }
 
 // UpdateResult says what Switch or Upgrade did.
@@ -174,17 +176,17 @@ func (s *Sysroot) Upgrade(ctx context.Context, opts UpdateOptions) (*UpdateResul
 // CheckUpdate fetches only the manifest and config of the image the merge
 // deployment tracks and reports what an upgrade would bring: version,
 // digest, bytes to download and the packages whose layers change.
-func (s *Sysroot) CheckUpdate(ctx context.Context) (*UpdateCheck, error) {
+func (s *Sysroot) CheckUpdate(ctx context.Context, fo FetchOptions) (*UpdateCheck, error) {
 	merge := s.defaultMerge()
 	if merge == nil || merge.ImageRef() == "" {
 		return nil, fmt.Errorf("%s has no deployment tracking an image; use `ocitree install` or `ocitree switch`", s.Path)
 	}
-	return CheckImageUpdate(ctx, s.Repo, merge.ImageRef(), merge.Checksum)
+	return CheckImageUpdate(ctx, s.Repo, merge.ImageRef(), merge.Checksum, fo)
 }
 
 func (s *Sysroot) update(ctx context.Context, merge *Deployment, imgref string, opts UpdateOptions) (*UpdateResult, error) {
 	logf(opts.Log, "pulling %s", imgref)
-	img, err := PullImage(ctx, s.Repo, imgref, false)
+	img, err := PullImage(ctx, s.Repo, imgref, false, opts.Fetch)
 	if err != nil {
 		return nil, err
 	}

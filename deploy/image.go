@@ -35,17 +35,38 @@ type PulledImage struct {
 // ParseImageRef parses an image reference in any accepted form.
 func ParseImageRef(s string) (*oci.Ref, error) { return oci.ParseRef(s) }
 
+// FetchOptions control how images are fetched.
+type FetchOptions struct {
+	// InsecureSkipTLSVerify skips registry TLS verification and allows
+	// plain HTTP (for test registries).
+	InsecureSkipTLSVerify bool
+	// EnforceSigPolicy verifies the image against containers-policy.json
+	// even when the reference is an unverified one (the reference is then
+	// recorded as ostree-image-signed:).
+	EnforceSigPolicy bool
+}
+
+func (f FetchOptions) ociOptions() []oci.Option {
+	if f.InsecureSkipTLSVerify {
+		return []oci.Option{oci.WithInsecureSkipTLSVerify(true)}
+	}
+	return nil
+}
+
 // PullImage pulls imgref into repo through the image store and returns
 // its merge commit; with check only the manifest and config are fetched.
-func PullImage(ctx context.Context, repo *ostree.Repo, imgref string, check bool) (*PulledImage, error) {
+func PullImage(ctx context.Context, repo *ostree.Repo, imgref string, check bool, fo FetchOptions) (*PulledImage, error) {
 	ref, err := oci.ParseRef(imgref)
 	if err != nil {
 		return nil, err
 	}
+	if fo.EnforceSigPolicy && ref.Signature == oci.Unverified {
+		ref.Signature = oci.ContainerPolicy
+	}
 	if ref.Signature == oci.OstreeRemote {
 		return nil, fmt.Errorf("%s: ostree-remote-image references are not supported by host commands yet; use ostree-unverified-registry: or ostree-image-signed:", imgref)
 	}
-	rd, err := oci.NewReader(ctx, ref)
+	rd, err := oci.NewReader(ctx, ref, fo.ociOptions()...)
 	if err != nil {
 		return nil, err
 	}
@@ -176,8 +197,8 @@ type UpdateCheck struct {
 // CheckImageUpdate fetches only the manifest and config of imgref and
 // compares them with the image of the deployed merge commit. The image
 // store records them as the image's cached update.
-func CheckImageUpdate(ctx context.Context, repo *ostree.Repo, imgref string, deployed ostree.Checksum) (*UpdateCheck, error) {
-	img, err := PullImage(ctx, repo, imgref, true)
+func CheckImageUpdate(ctx context.Context, repo *ostree.Repo, imgref string, deployed ostree.Checksum, fo FetchOptions) (*UpdateCheck, error) {
+	img, err := PullImage(ctx, repo, imgref, true, fo)
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +221,7 @@ func CheckImageUpdate(ctx context.Context, repo *ostree.Repo, imgref string, dep
 		}
 	}
 	if newManifest == nil && uc.UpdateAvailable {
-		rd, err := oci.NewReader(ctx, img.Ref)
+		rd, err := oci.NewReader(ctx, img.Ref, fo.ociOptions()...)
 		if err != nil {
 			return nil, err
 		}

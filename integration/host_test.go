@@ -715,3 +715,72 @@ func TestHostUpgradeCheckPackages(t *testing.T) {
 		t.Errorf("after upgrade: %v", got)
 	}
 }
+
+// TestHostUpgradeCheckRegistry: install from a real registry, move the tag
+// to an image that differs in one package; upgrade --check downloads no
+// layer (only the new config blob besides manifests) and reports exactly
+// the bytes of the layers the new manifest adds.
+func TestHostUpgradeCheckRegistry(t *testing.T) {
+	setup(t, "skopeo", "docker-registry")
+	reg := startRegistry(t)
+	work := workDir(t)
+	layout := filepath.Join(work, "oci")
+	repo := filepath.Join(work, "build-repo")
+	must(t, ocitree(t, "repo", "init", "--repo", repo, "--mode", "bare"))
+	o1 := commitOpts{subject: "1.0", metadata: []string{"version=1.0"}, bootable: true}
+	must(t, ocitree(t, append(o1.ocitreeArgs(repo, "os/1"), tree(t, "dpkgos"))...))
+	o2 := commitOpts{subject: "1.1", metadata: []string{"version=1.1"}, bootable: true}
+	must(t, ocitree(t, append(o2.ocitreeArgs(repo, "os/2"), tree(t, "dpkgos-bumped"))...))
+	encapsulate(t, repo, "os/1", "oci:"+layout+":1.0")
+	encapsulate(t, repo, "os/2", "oci:"+layout+":1.1", "--previous-build", "oci:"+layout+":1.0")
+	push := func(tag string) {
+		must(t, runCmd(t, nil, "skopeo", "copy", "--dest-tls-verify=false", "oci:"+layout+":"+tag, "docker://"+reg.addr+"/os:stable"))
+	}
+	push("1.0")
+	img := "docker://" + reg.proxyAddr + "/os:stable"
+	sys := sysrootDir(t, work, "sysroot")
+	must(t, ocitree(t, "install", "--tls-verify=false", "--sysroot", sys, img))
+	assertSameStatus(t, "install from a registry", sys)
+
+	push("1.1")
+	m1, m2 := layoutManifest(t, "oci:"+layout+":1.0"), layoutManifest(t, "oci:"+layout+":1.1")
+	old := map[string]bool{}
+	for _, l := range m1.Layers {
+		old[l.Digest.String()] = true
+	}
+	var want int64
+	for _, l := range m2.Layers {
+		if !old[l.Digest.String()] {
+			want += l.Size
+		}
+	}
+	reg.served()
+	out := must(t, ocitree(t, "upgrade", "--tls-verify=false", "--sysroot", sys, "--check", "--format", "json"))
+	for d := range reg.served() {
+		if d != m2.Config.Digest.String() {
+			t.Errorf("upgrade --check downloaded blob %s (only the config may be fetched)", d)
+		}
+	}
+	var uc struct {
+		BytesNeeded int64    `json:"bytesNeeded"`
+		Changed     []string `json:"changed"`
+		Version     string   `json:"version"`
+	}
+	if err := json.Unmarshal([]byte(out), &uc); err != nil {
+		t.Fatal(err)
+	}
+	if uc.BytesNeeded != want || uc.Version != "1.1" || !slices.Contains(uc.Changed, bumpedPackage) {
+		t.Errorf("upgrade --check: %s\nwant %d bytes (the layers 1.1 adds), version 1.1, %s changed", out, want, bumpedPackage)
+	}
+	must(t, ocitree(t, "upgrade", "--tls-verify=false", "--sysroot", sys))
+	if got := assertSameStatus(t, "upgrade from the registry", sys); versions(got) != "1.1,1.0" {
+		t.Errorf("after upgrade: %v", got)
+	}
+	var fetched int64
+	for _, n := range reg.served() {
+		fetched += n
+	}
+	if fetched > want+int64(m2.Config.Size) {
+		t.Errorf("upgrade downloaded %d bytes; the new layers and config are %d", fetched, want+m2.Config.Size)
+	}
+}

@@ -19,6 +19,17 @@ type exitCodeError struct{ code int }
 
 func (e exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
+// tlsFlag adds the hidden --tls-verify (false: skip TLS verification and
+// allow plain HTTP, for test registries), as image pull has.
+func tlsFlag(cmd *cobra.Command, p *bool) {
+	cmd.Flags().BoolVar(p, "tls-verify", true, "verify registry TLS certificates (false also allows plain HTTP)")
+	cmd.Flags().MarkHidden("tls-verify")
+}
+
+func fetchOpts(tlsVerify bool) deploy.FetchOptions {
+	return deploy.FetchOptions{InsecureSkipTLSVerify: !tlsVerify}
+}
+
 func sysrootFlag(cmd *cobra.Command, p *string) {
 	cmd.Flags().StringVar(p, "sysroot", "/", "the physical root holding boot/ and ostree/ (a running system: /)")
 }
@@ -36,6 +47,7 @@ func newInstallCmd() *cobra.Command {
 	var (
 		sysroot, stateroot, bootloader string
 		kargs                          []string
+		tlsVerify                      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "install --sysroot DIR [--stateroot NAME] [--karg K[=V]]... IMGREF",
@@ -61,7 +73,7 @@ root= and the bootloader binary are the caller's.`,
 			if bootloader != "none" {
 				return usagef("--bootloader %s is not supported yet; only none (BLS entries only)", bootloader)
 			}
-			d, err := deploy.Install(context.Background(), sysroot, args[0], deploy.InstallOptions{Stateroot: stateroot, Kargs: kargs, Log: cmd.ErrOrStderr()})
+			d, err := deploy.Install(context.Background(), sysroot, args[0], deploy.InstallOptions{Stateroot: stateroot, Kargs: kargs, Log: cmd.ErrOrStderr(), Fetch: fetchOpts(tlsVerify)})
 			if err != nil {
 				return err
 			}
@@ -74,6 +86,7 @@ root= and the bootloader binary are the caller's.`,
 	f.StringVar(&stateroot, "stateroot", deploy.DefaultStateroot, "name of the stateroot (ostree/deploy/NAME)")
 	f.StringArrayVar(&kargs, "karg", nil, "kernel argument K or K=V to add (repeatable)")
 	f.StringVar(&bootloader, "bootloader", "none", "bootloader configuration to write: none (BLS entries only)")
+	tlsFlag(cmd, &tlsVerify)
 	return cmd
 }
 
@@ -165,8 +178,8 @@ func printHumanStatus(w io.Writer, s *deploy.Sysroot, h *deploy.Host) {
 
 func newSwitchCmd() *cobra.Command {
 	var (
-		sysroot       string
-		retain, apply bool
+		sysroot                             string
+		retain, apply, tlsVerify, sigpolicy bool
 	)
 	cmd := &cobra.Command{
 		Use:     "switch [--sysroot DIR] [--retain] IMGREF",
@@ -190,7 +203,8 @@ pruned.`,
 				return usagef("--apply (reboot) is not supported; reboot yourself")
 			}
 			return withSysroot(sysroot, func(s *deploy.Sysroot) error {
-				res, err := s.Switch(context.Background(), args[0], deploy.UpdateOptions{Retain: retain, Log: cmd.ErrOrStderr()})
+				res, err := s.Switch(context.Background(), args[0], deploy.UpdateOptions{Retain: retain, Log: cmd.ErrOrStderr(),
+					Fetch: deploy.FetchOptions{InsecureSkipTLSVerify: !tlsVerify, EnforceSigPolicy: sigpolicy}})
 				if err != nil {
 					return err
 				}
@@ -202,7 +216,8 @@ pruned.`,
 	sysrootFlag(cmd, &sysroot)
 	cmd.Flags().BoolVar(&retain, "retain", false, "keep every current deployment")
 	cmd.Flags().BoolVar(&apply, "apply", false, "reboot into the new deployment (not supported)")
-	cmd.Flags().Bool("enforce-container-sigpolicy", false, "verify with containers-policy.json (use an ostree-image-signed: reference)")
+	cmd.Flags().BoolVar(&sigpolicy, "enforce-container-sigpolicy", false, "verify the image with containers-policy.json (the origin then records ostree-image-signed:)")
+	tlsFlag(cmd, &tlsVerify)
 	return cmd
 }
 
@@ -222,6 +237,7 @@ func newUpgradeCmd() *cobra.Command {
 	var (
 		sysroot, format           string
 		check, apply, unchanged77 bool
+		tlsVerify                 bool
 		downloadOnly              bool
 	)
 	cmd := &cobra.Command{
@@ -250,7 +266,7 @@ Nothing in the sysroot changes except the image's cached-update metadata
 			return withSysroot(sysroot, func(s *deploy.Sysroot) error {
 				ctx := context.Background()
 				if check {
-					uc, err := s.CheckUpdate(ctx)
+					uc, err := s.CheckUpdate(ctx, fetchOpts(tlsVerify))
 					if err != nil {
 						return err
 					}
@@ -272,7 +288,7 @@ Nothing in the sysroot changes except the image's cached-update metadata
 					}
 					return nil
 				}
-				res, err := s.Upgrade(ctx, deploy.UpdateOptions{Log: cmd.ErrOrStderr()})
+				res, err := s.Upgrade(ctx, deploy.UpdateOptions{Log: cmd.ErrOrStderr(), Fetch: fetchOpts(tlsVerify)})
 				if err != nil {
 					return err
 				}
@@ -291,6 +307,7 @@ Nothing in the sysroot changes except the image's cached-update metadata
 	f.BoolVar(&downloadOnly, "download-only", false, "stage without making it the default (not supported yet)")
 	f.BoolVar(&unchanged77, "unchanged-exit-77", false, "exit 77 when there is nothing to do")
 	f.StringVar(&format, "format", "human", "output of --check: human or json")
+	tlsFlag(cmd, &tlsVerify)
 	return cmd
 }
 
