@@ -784,3 +784,40 @@ func TestHostUpgradeCheckRegistry(t *testing.T) {
 		t.Errorf("upgrade downloaded %d bytes; the new layers and config are %d", fetched, want+m2.Config.Size)
 	}
 }
+
+// TestHostExampleOSRefusedLikeOstree: ostree-ext's exampleos (a kernel and
+// initramfs but no usr/etc and no os-release) cannot be deployed by
+// ostree admin deploy; ocitree refuses it too, before writing anything,
+// and says why.
+func TestHostExampleOSRefusedLikeOstree(t *testing.T) {
+	setup(t, "zstd")
+	work := workDir(t)
+	tarFile := filepath.Join(work, "exampleos.tar")
+	must(t, runCmd(t, nil, "zstd", "-q", "-d", "-o", tarFile, "../testdata/exampleos.tar.zst"))
+	repo := filepath.Join(work, "repo")
+	must(t, ocitree(t, "repo", "init", "--repo", repo, "--mode", "bare"))
+	csum := strings.TrimSpace(must(t, ocitree(t, "repo", "commit", "--repo", repo, "--branch", "exampleos", "--bootable", "--tar", tarFile)))
+	layout := filepath.Join(work, "oci")
+	encapsulate(t, repo, "exampleos", "oci:"+layout+":1")
+
+	sys := sysrootDir(t, work, "ocitree")
+	r := ocitree(t, "install", "--sysroot", sys, "oci:"+layout+":1")
+	if r.code != 1 || !strings.Contains(r.stderr, "no /usr/etc") {
+		t.Fatalf("install of exampleos: want exit 1 naming the missing /usr/etc:\n%s", r)
+	}
+	for _, d := range []string{"boot", "ostree/deploy"} {
+		if ents, _ := os.ReadDir(filepath.Join(sys, d)); len(ents) != 0 {
+			t.Errorf("install of exampleos wrote into %s: %v", d, ents)
+		}
+	}
+	theirs := sysrootDir(t, work, "ostree")
+	if err := os.Mkdir(theirs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	must(t, ostree(t, "admin", "init-fs", theirs))
+	must(t, ostree(t, "admin", "os-init", "--sysroot="+theirs, "default"))
+	must(t, ostree(t, "pull-local", "--repo="+filepath.Join(theirs, "ostree/repo"), repo, csum))
+	if r := ostree(t, "admin", "deploy", "--sysroot="+theirs, "--os=default", csum); r.code == 0 {
+		t.Errorf("ostree admin deploy accepted exampleos; ocitree's refusal is then wrong:\n%s", r)
+	}
+}
