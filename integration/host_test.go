@@ -398,6 +398,22 @@ func TestHostInstallMatchesOstreeDeploy(t *testing.T) {
 	must(t, ostree(t, "pull-local", "--repo="+filepath.Join(theirs, "ostree/repo"), filepath.Join(ours, "ostree/repo"), csum2))
 	must(t, ostree(t, "admin", "deploy", "--sysroot="+theirs, "--os=default", csum2))
 	compareSysroots(t, "second deployment", theirs, ours, ds)
+
+	// A second stateroot: its deployment goes first, the others stay;
+	// titles then name the stateroot, bootserials count per kernel.
+	must(t, ocitree(t, "install", "--sysroot", ours, "--stateroot", "other", "--karg", "rw", ref1))
+	ds = assertSameStatus(t, "install of a second stateroot", ours)
+	must(t, ostree(t, "admin", "os-init", "--sysroot="+theirs, "other"))
+	must(t, ostree(t, "admin", "deploy", "--sysroot="+theirs, "--os=other", "--karg=rw", csum1))
+	if got := ostreeAdminStatus(t, theirs); fmt.Sprint(got) != fmt.Sprint(ds) {
+		t.Fatalf("second stateroot: ostree admin deploy made %v, ocitree %v", got, ds)
+	}
+	if !strings.Contains(fmt.Sprint(readEntries(t, ours)), "(ostree:other:0)") {
+		t.Errorf("titles do not name the stateroot: %v", readEntries(t, ours))
+	}
+	assertSameBoot(t, "second stateroot", theirs, ours)
+	assertSameTree(t, "second stateroot: deployment", filepath.Join(theirs, "ostree/deploy/other/deploy", ds[0].Name),
+		filepath.Join(ours, "ostree/deploy/other/deploy", ds[0].Name), cmpOpts{})
 }
 
 func compareSysroots(t *testing.T, what, theirs, ours string, ds []hostDeployment) {
