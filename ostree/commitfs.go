@@ -154,7 +154,8 @@ type commitDir struct {
 	name string
 	d    TreeDir
 	info commitInfo
-	done bool
+	ents []fs.DirEntry // nil until read
+	pos  int
 }
 
 func (d *commitDir) Stat() (fs.FileInfo, error) { return d.info, nil }
@@ -163,28 +164,35 @@ func (d *commitDir) Read([]byte) (int, error) {
 }
 func (d *commitDir) Close() error { return nil }
 
-// ReadDir lists files then directories, each sorted by name (dirtree order).
+// ReadDir lists files then directories, each sorted by name (dirtree
+// order), n at a time when n > 0.
 func (d *commitDir) ReadDir(n int) ([]fs.DirEntry, error) {
-	if d.done {
-		if n > 0 {
-			return nil, io.EOF
+	if d.ents == nil {
+		dt, err := d.fs.r.ReadDirTree(d.d.Tree)
+		if err != nil {
+			return nil, err
 		}
-		return nil, nil
+		d.ents = []fs.DirEntry{}
+		for _, f := range dt.Files {
+			d.ents = append(d.ents, &commitEntry{fs: d.fs, path: path.Join(d.name, f.Name), name: f.Name})
+		}
+		for _, s := range dt.Dirs {
+			d.ents = append(d.ents, &commitEntry{fs: d.fs, path: path.Join(d.name, s.Name), name: s.Name, dir: true})
+		}
 	}
-	d.done = true
-	dt, err := d.fs.r.ReadDirTree(d.d.Tree)
-	if err != nil {
-		return nil, err
+	rest := d.ents[d.pos:]
+	if n <= 0 {
+		d.pos = len(d.ents)
+		return rest, nil
 	}
-	var out []fs.DirEntry
-	for _, f := range dt.Files {
-		sub := path.Join(d.name, f.Name)
-		out = append(out, &commitEntry{fs: d.fs, path: sub, name: f.Name})
+	if len(rest) == 0 {
+		return nil, io.EOF
 	}
-	for _, s := range dt.Dirs {
-		out = append(out, &commitEntry{fs: d.fs, path: path.Join(d.name, s.Name), name: s.Name, dir: true})
+	if n > len(rest) {
+		n = len(rest)
 	}
-	return out, nil
+	d.pos += n
+	return rest[:n], nil
 }
 
 type commitEntry struct {
