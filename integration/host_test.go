@@ -364,6 +364,9 @@ func TestHostInstallMatchesOstreeDeploy(t *testing.T) {
 	ref2 := hostImage(t, work, layout, "2", "2.0", true, func(root string) {
 		writeFile(t, filepath.Join(root, "usr/etc/motd"), "Welcome to 2.0\n")
 	})
+	ref3 := hostImage(t, work, layout, "3", "3.0", true, func(root string) {
+		writeFile(t, filepath.Join(root, "usr/lib/modules/6.1.0-ocitree/initramfs.img"), "initramfs 3\n")
+	})
 	ours := sysrootDir(t, work, "ocitree")
 	theirs := sysrootDir(t, work, "ostree")
 
@@ -399,11 +402,25 @@ func TestHostInstallMatchesOstreeDeploy(t *testing.T) {
 	must(t, ostree(t, "admin", "deploy", "--sysroot="+theirs, "--os=default", csum2))
 	compareSysroots(t, "second deployment", theirs, ours, ds)
 
+	// A third image with another initramfs (another boot checksum): the
+	// oldest deployment goes in both, and its kernel directory with it.
+	must(t, ocitree(t, "switch", "--sysroot", ours, ref3))
+	ds = assertSameStatus(t, "ocitree switch to 3.0", ours)
+	csum3 := strings.SplitN(ds[0].Name, ".", 2)[0]
+	must(t, ostree(t, "pull-local", "--repo="+filepath.Join(theirs, "ostree/repo"), filepath.Join(ours, "ostree/repo"), csum3))
+	must(t, ostree(t, "admin", "deploy", "--sysroot="+theirs, "--os=default", csum3))
+	if versions(ds) != "3.0,2.0" {
+		t.Fatalf("after the third image: %v", ds)
+	}
+	compareSysroots(t, "third deployment", theirs, ours, ds)
+
 	// A second stateroot: its deployment goes first, the others stay;
 	// titles then name the stateroot, bootserials count per kernel.
 	must(t, ocitree(t, "install", "--sysroot", ours, "--stateroot", "other", "--karg", "rw", ref1))
 	ds = assertSameStatus(t, "install of a second stateroot", ours)
 	must(t, ostree(t, "admin", "os-init", "--sysroot="+theirs, "other"))
+	// (1.0 was pruned from both repositories with its deployment)
+	must(t, ostree(t, "pull-local", "--repo="+filepath.Join(theirs, "ostree/repo"), filepath.Join(ours, "ostree/repo"), csum1))
 	must(t, ostree(t, "admin", "deploy", "--sysroot="+theirs, "--os=other", "--karg=rw", csum1))
 	if got := ostreeAdminStatus(t, theirs); fmt.Sprint(got) != fmt.Sprint(ds) {
 		t.Fatalf("second stateroot: ostree admin deploy made %v, ocitree %v", got, ds)
