@@ -210,7 +210,9 @@ func NeedsNewBootversion(cur, list []*Deployment) bool {
 // symlink); otherwise it writes loader.N' and boot.N'.M' completely, syncs,
 // and renames boot/loader.tmp over boot/loader: that rename is the single
 // commit point. Every deployment directory must exist.
-func Write(root *os.Root, st State, cur, list []*Deployment) (State, error) {
+//
+// With BootloaderGrub2 loader.N'/grub.cfg is written too, before the swap.
+func Write(root *os.Root, st State, cur, list []*Deployment, bl Bootloader) (State, error) {
 	counters := map[string]int{}
 	for _, d := range list {
 		d.Bootserial = counters[d.Kernel.Checksum]
@@ -249,6 +251,7 @@ func Write(root *os.Root, st State, cur, list []*Deployment) (State, error) {
 			multi = true
 		}
 	}
+	var written []*Entry
 	for i, d := range list {
 		// failpoint: kernel-copy
 		if err := InstallKernel(root, d); err != nil {
@@ -257,6 +260,13 @@ func Write(root *os.Root, st State, cur, list []*Deployment) (State, error) {
 		e := entryFor(d, nst, i, len(list), multi)
 		// failpoint: bls-write
 		if err := writeFileAtomic(root, path.Join(entries, e.Name), e.Bytes(), 0o644); err != nil {
+			return st, err
+		}
+		written = append(written, e)
+	}
+	if bl == BootloaderGrub2 {
+		cfg := fmt.Sprintf("boot/loader.%d/grub.cfg", nbv)
+		if err := writeFileAtomic(root, cfg, GrubConfig(written, GrubPrefix), 0o644); err != nil {
 			return st, err
 		}
 	}

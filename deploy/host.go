@@ -22,6 +22,9 @@ type InstallOptions struct {
 	Stateroot string
 	// Kargs are appended after the image's kargs.d arguments.
 	Kargs []string
+	// Bootloader boot.BootloaderGrub2 also writes grub.cfg (and the
+	// boot/grub2/grub.cfg link that later commands detect).
+	Bootloader boot.Bootloader
 	// Log receives progress lines (nil: none).
 	Log   io.Writer
 	Fetch FetchOptions
@@ -76,6 +79,11 @@ func Install(ctx context.Context, dir, imgref string, opts InstallOptions) (*Dep
 	opt := options.String()
 	if err := InitStateroot(dir, sr); err != nil {
 		return nil, err
+	}
+	if opts.Bootloader == boot.BootloaderGrub2 {
+		if err := boot.EnsureGrubLink(s.root); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.load(); err != nil {
 		return nil, err

@@ -60,7 +60,7 @@ func (s *Sysroot) WriteDeployments(list []*Deployment) error {
 	if err != nil {
 		return err
 	}
-	st, err := boot.Write(s.root, s.State, cur, nl)
+	st, err := boot.Write(s.root, s.State, cur, nl, boot.DetectBootloader(s.root))
 	if err != nil {
 		return fmt.Errorf("writing the boot configuration: %w; the previous one is still in place", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/ocitree/ocitree/boot"
 	"github.com/ocitree/ocitree/deploy"
 	"github.com/ocitree/ocitree/deploy/etcmerge"
 	"github.com/spf13/cobra"
@@ -62,7 +63,11 @@ usr/lib/bootc/kargs.d/*.toml) before anything is written to boot/ or
 ostree/deploy/; then it is deployed with the kernel arguments of its
 kargs.d files followed by --karg, and the boot entries are written
 (BLS, boot/loader swap). Nothing is installed on a disk: partitioning,
-root= and the bootloader binary are the caller's.`,
+root= and the bootloader binary are the caller's. --bootloader grub2 also
+writes boot/loader.N/grub.cfg as libostree's ostree-grub-generator does (for
+GRUB without BLS support) and links boot/grub2/grub.cfg to
+../loader/grub.cfg; later commands see that link and keep grub.cfg
+current.`,
 		Example: `  ocitree install --sysroot /mnt/root --karg root=LABEL=root --karg rw ostree-unverified-registry:quay.io/example/os:1.0
   ocitree install --sysroot /tmp/sysroot oci:/srv/images/os:latest`,
 		Args: cobra.ExactArgs(1),
@@ -70,10 +75,15 @@ root= and the bootloader binary are the caller's.`,
 			if sysroot == "" || sysroot == "/" {
 				return usagef("install needs --sysroot DIR (a directory to create the sysroot in, not /)")
 			}
-			if bootloader != "none" {
-				return usagef("--bootloader %s is not supported yet; only none (BLS entries only)", bootloader)
+			bl := boot.BootloaderNone
+			switch bootloader {
+			case "none":
+			case "grub2":
+				bl = boot.BootloaderGrub2
+			default:
+				return usagef("--bootloader %q: use none (BLS entries only) or grub2", bootloader)
 			}
-			d, err := deploy.Install(context.Background(), sysroot, args[0], deploy.InstallOptions{Stateroot: stateroot, Kargs: kargs, Log: cmd.ErrOrStderr(), Fetch: fetchOpts(tlsVerify)})
+			d, err := deploy.Install(context.Background(), sysroot, args[0], deploy.InstallOptions{Stateroot: stateroot, Kargs: kargs, Bootloader: bl, Log: cmd.ErrOrStderr(), Fetch: fetchOpts(tlsVerify)})
 			if err != nil {
 				return err
 			}
@@ -85,7 +95,7 @@ root= and the bootloader binary are the caller's.`,
 	f := cmd.Flags()
 	f.StringVar(&stateroot, "stateroot", deploy.DefaultStateroot, "name of the stateroot (ostree/deploy/NAME)")
 	f.StringArrayVar(&kargs, "karg", nil, "kernel argument K or K=V to add (repeatable)")
-	f.StringVar(&bootloader, "bootloader", "none", "bootloader configuration to write: none (BLS entries only)")
+	f.StringVar(&bootloader, "bootloader", "none", "bootloader configuration: none (BLS entries only) or grub2 (also grub.cfg as ostree-grub-generator writes it)")
 	tlsFlag(cmd, &tlsVerify)
 	return cmd
 }
