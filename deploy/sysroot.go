@@ -239,6 +239,9 @@ func (s *Sysroot) Lock() error {
 		return nil
 	}
 	f, err := s.root.OpenFile("ostree/lock", os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	if errors.Is(err, unix.EROFS) {
+		return fmt.Errorf("sysroot %s is mounted read-only (%w); remount it read-write (e.g. mount -o remount,rw /sysroot, and /boot) and retry", s.Path, err)
+	}
 	if err != nil {
 		return fmt.Errorf("sysroot lock: %w", err)
 	}
