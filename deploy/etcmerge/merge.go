@@ -78,9 +78,6 @@ func Diff(orig, modified string) ([]Change, error) {
 		var st unix.Stat_t
 		if err := unix.Lstat(filepath.Join(orig, rel), &st); errors.Is(err, unix.ENOENT) {
 			out = append(out, Change{Added, rel})
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
 		}
 		return nil
 	})
