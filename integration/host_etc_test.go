@@ -67,6 +67,9 @@ func TestHostEtcMergeMatchesOstree(t *testing.T) {
 		os.Remove(filepath.Join(etc, "ftd.conf"))
 		writeFile(t, filepath.Join(etc, "ftd.conf/inner"), "was a file\n")
 		unix.Mkfifo(filepath.Join(etc, "afifo"), 0o644)
+		// A modified file's parent takes the local parent's mode.
+		os.Chmod(filepath.Join(etc, "subdir"), 0o700)
+		writeFile(t, filepath.Join(etc, "subdir/file.conf"), "local edit\n")
 	}
 	edit(filepath.Join(ours, "ostree/deploy/default/deploy", csum1+".0", "etc"))
 	edit(filepath.Join(theirs, "ostree/deploy/default/deploy", csum1+".0", "etc"))

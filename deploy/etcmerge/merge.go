@@ -117,8 +117,16 @@ func Merge(orig, modified, target string) ([]Change, error) {
 			continue
 		}
 		os.Remove(dst)
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 			return nil, err
+		}
+		// The parent always takes the owner and mode of the local parent.
+		if parent := filepath.Dir(c.Path); parent != "." {
+			var st unix.Stat_t
+			if err := unix.Lstat(filepath.Join(modified, parent), &st); err == nil {
+				os.Lchown(filepath.Join(target, parent), int(st.Uid), int(st.Gid))
+				unix.Chmod(filepath.Join(target, parent), st.Mode&0o7777)
+			}
 		}
 		if err := copyAll(filepath.Join(modified, c.Path), dst); err != nil {
 			return nil, fmt.Errorf("/etc merge %s: %w", c.Path, err)
