@@ -1,12 +1,14 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 
+	"github.com/ocitree/ocitree/encap"
 	"golang.org/x/sys/unix"
 )
 
@@ -91,4 +93,57 @@ func TestHostEtcMergeMatchesOstree(t *testing.T) {
 	must(t, ostree(t, "admin", "deploy", "--sysroot="+theirs, "--os=default", csum2))
 	rel := filepath.Join("ostree/deploy/default/deploy", ds[0].Name, "etc")
 	assertSameTree(t, "etc after the merge", filepath.Join(theirs, rel), filepath.Join(ours, rel), cmpOpts{})
+}
+
+// TestHostEtcMergeFileBecameDir: a locally modified file that the new image
+// turns into a directory stops the deployment, in ostree admin deploy and
+// in ocitree switch, which then leaves the sysroot as it was.
+func TestHostEtcMergeFileBecameDir(t *testing.T) {
+	setup(t)
+	work := workDir(t)
+	layout := filepath.Join(work, "oci")
+	ref1 := hostImage(t, work, layout, "1", "1.0", true, func(root string) {
+		writeFile(t, filepath.Join(root, "usr/etc/thing.conf"), "a file\n")
+	})
+	ref2 := hostImage(t, work, layout, "2", "2.0", true, func(root string) {
+		writeFile(t, filepath.Join(root, "usr/etc/thing.conf/part.conf"), "now a directory\n")
+	})
+	ours := sysrootDir(t, work, "ocitree")
+	theirs := sysrootDir(t, work, "ostree")
+	must(t, ocitree(t, "install", "--sysroot", ours, ref1))
+	ds := assertSameStatus(t, "install", ours)
+	csum1 := strings.SplitN(ds[0].Name, ".", 2)[0]
+	if err := os.Mkdir(theirs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	must(t, ostree(t, "admin", "init-fs", theirs))
+	must(t, ostree(t, "admin", "os-init", "--sysroot="+theirs, "default"))
+	must(t, ostree(t, "pull-local", "--repo="+filepath.Join(theirs, "ostree/repo"), filepath.Join(ours, "ostree/repo"), csum1))
+	must(t, ostree(t, "admin", "deploy", "--sysroot="+theirs, "--os=default", csum1))
+	for _, s := range []string{ours, theirs} {
+		writeFile(t, filepath.Join(s, "ostree/deploy/default/deploy", csum1+".0", "etc/thing.conf"), "local edit\n")
+	}
+	bootBefore := bootFiles(t, ours)
+	r := ocitree(t, "switch", "--sysroot", ours, ref2)
+	if r.code != 1 || !strings.Contains(r.stderr, "thing.conf") {
+		t.Fatalf("switch: want exit 1 naming thing.conf:\n%s", r)
+	}
+	if got := assertSameStatus(t, "refused switch", ours); versions(got) != "1.0" {
+		t.Errorf("after the refused switch: %v", got)
+	}
+	if fmt.Sprint(bootFiles(t, ours)) != fmt.Sprint(bootBefore) {
+		t.Errorf("the refused switch changed boot/")
+	}
+	if ents, _ := os.ReadDir(filepath.Join(ours, "ostree/deploy/default/deploy")); len(ents) != 2 {
+		t.Errorf("the refused switch left entries in ostree/deploy/default/deploy: %d", len(ents))
+	}
+	imageRef, err := encap.ImageRefName(ref2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csum2 := strings.TrimSpace(must(t, ostree(t, "rev-parse", "--repo="+filepath.Join(ours, "ostree/repo"), imageRef)))
+	must(t, ostree(t, "pull-local", "--repo="+filepath.Join(theirs, "ostree/repo"), filepath.Join(ours, "ostree/repo"), csum2))
+	if r := ostree(t, "admin", "deploy", "--sysroot="+theirs, "--os=default", csum2); r.code == 0 || !strings.Contains(r.stderr, "newly defaults to directory") {
+		t.Errorf("ostree admin deploy was expected to refuse the same merge:\n%s", r)
+	}
 }

@@ -114,6 +114,9 @@ func Merge(orig, modified, target string) ([]Change, error) {
 			continue
 		}
 		if fi, err := os.Lstat(dst); err == nil && fi.IsDir() {
+			if si, err := os.Lstat(filepath.Join(modified, c.Path)); err == nil && !si.IsDir() {
+				return nil, fmt.Errorf("modified config file newly defaults to directory '%s', cannot merge", c.Path)
+			}
 			continue
 		}
 		os.Remove(dst)
