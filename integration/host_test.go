@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -210,7 +211,19 @@ func TestHostLifecycleMatchesOstree(t *testing.T) {
 		}
 	}
 
+	mtime := func() time.Time {
+		fi, err := os.Stat(filepath.Join(sys, "ostree/deploy"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.ModTime()
+	}
+	before := mtime()
+	time.Sleep(20 * time.Millisecond)
 	must(t, ocitree(t, "switch", "--sysroot", sys, ref2))
+	if !mtime().After(before) {
+		t.Errorf("switch did not bump the mtime of ostree/deploy (watched by rpm-ostreed and bootc)")
+	}
 	ds = assertSameStatus(t, "after switch", sys)
 	if versions(ds) != "2.0,1.0" {
 		t.Fatalf("after switch: versions %s, want 2.0,1.0", versions(ds))
@@ -448,6 +461,9 @@ func compareSysroots(t *testing.T, what, theirs, ours string, ds []hostDeploymen
 	for _, d := range ds {
 		rel := filepath.Join("ostree/deploy/default/deploy", d.Name)
 		assertSameTree(t, what+": deployment "+d.Name, filepath.Join(theirs, rel), filepath.Join(ours, rel), cmpOpts{})
+		if w, g := immutable(t, filepath.Join(theirs, rel)), immutable(t, filepath.Join(ours, rel)); w != g {
+			t.Errorf("%s: deployment %s immutable bit %v, ostree's %v", what, d.Name, g, w)
+		}
 	}
 	// The layout of init-fs/os-init, the stateroot var and the refs.
 	for _, rel := range []string{".", "ostree/deploy/default/var"} {
@@ -460,6 +476,21 @@ func compareSysroots(t *testing.T, what, theirs, ours string, ds []hostDeploymen
 	if gr := deployRefs(t, ours); gr != wr {
 		t.Errorf("%s: deployment refs %s, ostree wrote %s", what, gr, wr)
 	}
+}
+
+// immutable reports whether dir has FS_IMMUTABLE_FL (lsattr's i).
+func immutable(t *testing.T, dir string) bool {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	fl, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	if err != nil {
+		t.Fatalf("%s: FS_IOC_GETFLAGS: %v", dir, err)
+	}
+	return fl&0x10 != 0
 }
 
 func topLevel(t *testing.T, dir string) string {
