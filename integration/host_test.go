@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
 	"golang.org/x/sys/unix"
 )
 
@@ -193,6 +194,17 @@ func TestHostLifecycleMatchesOstree(t *testing.T) {
 	ds := assertSameStatus(t, "after install", sys)
 	if versions(ds) != "1.0" {
 		t.Fatalf("after install: versions %s, want 1.0", versions(ds))
+	}
+	// --format yaml is the same document as --format json.
+	var fromJSON, fromYAML any
+	if err := json.Unmarshal([]byte(must(t, ocitree(t, "status", "--sysroot", sys, "--format", "json"))), &fromJSON); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal([]byte(must(t, ocitree(t, "status", "--sysroot", sys, "--format", "yaml"))), &fromYAML); err != nil {
+		t.Fatal(err)
+	}
+	if jb, yb := string(mustJSON(t, fromJSON)), string(mustJSON(t, fromYAML)); jb != yb {
+		t.Errorf("status --format yaml differs from json:\n%s\n%s", yb, jb)
 	}
 	doc, _ := ocitreeStatus(t, sys)
 	if doc.Spec.Image == nil || doc.Spec.Image.Transport != "oci" || doc.Status.Deployments[0].Image == nil ||
