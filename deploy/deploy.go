@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -137,6 +138,16 @@ func (s *Sysroot) Deploy(opts DeployOptions) (d *Deployment, changes []etcmerge.
 		changes, err = etcmerge.Merge(s.abs(md+"/usr/etc"), s.abs(md+"/etc"), s.abs(dir+"/etc"))
 		if err != nil {
 			return fail(fmt.Errorf("deploy: /etc merge from %s: %w; fix the local change named above in %s/etc and retry", md, err, md))
+		}
+	}
+	// As libostree 2022.7: the commit's /var is not used (the stateroot's
+	// var was seeded at os-init); say so for each entry it has.
+	if f, err := s.root.Open(dir + "/var"); err == nil {
+		names, _ := f.Readdirnames(-1)
+		f.Close()
+		sort.Strings(names)
+		for _, n := range names {
+			fmt.Fprintf(os.Stderr, "note: Deploying commit %s which contains content in /var/%s that will be ignored.\n", c, n)
 		}
 	}
 	vardir := "ostree/deploy/" + sr + "/var"
