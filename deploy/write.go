@@ -114,9 +114,10 @@ func (s *Sysroot) Cleanup() error {
 		}
 		for _, n := range names {
 			p := base + "/" + n
-			if strings.HasPrefix(n, ".") && strings.Contains(n, ".ocitree-checkout-") {
-				// An interrupted checkout's temp dir: libostree's cleanup
-				// fails on a directory name it cannot parse, so it goes.
+			if strings.HasPrefix(n, ".") && (strings.Contains(n, ".ocitree-checkout-") || strings.HasSuffix(n, ".origin.tmp")) {
+				// An interrupted checkout's temp dir (libostree's cleanup
+				// fails on a directory name it cannot parse) or origin
+				// write's temp file.
 				if err := s.root.RemoveAll(p); err != nil {
 					return fmt.Errorf("cleanup: removing %s: %w", p, err)
 				}

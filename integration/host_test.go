@@ -696,8 +696,17 @@ func TestHostPinUndeployKargsCleanup(t *testing.T) {
 		t.Errorf("deleting a missing karg: %s", r)
 	}
 
+	// What an interrupted deploy leaves (a checkout's temp dir, an origin's
+	// temp file) goes at the next cleanup; ostree's own cleanup would stop
+	// at a directory name it cannot parse.
+	depDir := filepath.Join(sys, "ostree/deploy/default/deploy")
+	writeFile(t, filepath.Join(depDir, "."+csum1+".9.ocitree-checkout-x1/usr/bin/sh"), "partial\n")
+	writeFile(t, filepath.Join(depDir, "."+csum1+".9.origin.tmp"), "[origin]\n")
 	must(t, ocitree(t, "cleanup", "--sysroot", sys))
 	assertSameStatus(t, "cleanup", sys)
+	if left, _ := filepath.Glob(filepath.Join(depDir, ".*")); len(left) != 0 {
+		t.Errorf("cleanup left %v", left)
+	}
 	must(t, ostree(t, "fsck", "--repo="+filepath.Join(sys, "ostree/repo")))
 	// ostree's own cleanup finds nothing of ours to complain about.
 	must(t, ostree(t, "admin", "cleanup", "--sysroot="+sys))
