@@ -710,7 +710,13 @@ func TestHostPinUndeployKargsCleanup(t *testing.T) {
 	must(t, ostree(t, "fsck", "--repo="+filepath.Join(sys, "ostree/repo")))
 	// ostree's own cleanup finds nothing of ours to complain about.
 	must(t, ostree(t, "admin", "cleanup", "--sysroot="+sys))
-	assertSameStatus(t, "ostree admin cleanup", sys)
+	before := assertSameStatus(t, "ostree admin cleanup", sys)
+
+	// switch --retain keeps every deployment.
+	must(t, ocitree(t, "switch", "--sysroot", sys, "--retain", ref1))
+	if got := assertSameStatus(t, "switch --retain", sys); len(got) != len(before)+1 || fmt.Sprint(got[1:]) != fmt.Sprint(before) {
+		t.Errorf("switch --retain: %v, want a new deployment before %v", got, before)
+	}
 }
 
 // TestHostKargsD: install takes usr/lib/bootc/kargs.d (sorted, per
