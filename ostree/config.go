@@ -114,3 +114,14 @@ func unescapeKeyValue(v string) string {
 	r := strings.NewReplacer(`\s`, " ", `\n`, "\n", `\t`, "\t", `\r`, "\r", `\\`, `\`)
 	return r.Replace(v)
 }
+
+// RemoveGroup deletes group and its keys; it reports whether it existed.
+func (kf *KeyFile) RemoveGroup(group string) bool {
+	for i, g := range kf.groups {
+		if g.name == group {
+			kf.groups = append(kf.groups[:i], kf.groups[i+1:]...)
+			return true
+		}
+	}
+	return false
+}

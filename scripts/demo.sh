@@ -5,7 +5,8 @@
 # (a Containerfile-like RUN layer), push both images to a local
 # docker-registry when one is installed, pull them into a third store with
 # `ocitree image pull` and check the derived one out (and let the real
-# ostree check the stores when it is installed).
+# ostree check the stores when it is installed), then install, switch,
+# upgrade --check and roll back a throwaway sysroot directory.
 # DEMO_KEEP=1 keeps the directory; DEMO_NO_REGISTRY=1 pulls from the oci:
 # layout even when docker-registry is installed.
 set -euo pipefail
@@ -17,6 +18,8 @@ cleanup() {
 		kill "$reg_pid" 2>/dev/null || true
 		wait "$reg_pid" 2>/dev/null || true
 	fi
+	# Deployment roots carry the immutable bit (as libostree's do).
+	[ "${DEMO_KEEP:-}" = 1 ] || { chattr -i "$work"/sysroot/ostree/deploy/*/deploy/* 2>/dev/null || true; }
 	[ "${DEMO_KEEP:-}" = 1 ] || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -194,5 +197,32 @@ if command -v ostree >/dev/null 2>&1; then
 	run ostree fsck --repo="$work/repo2"
 	run ostree fsck --repo="$work/store"
 	run ostree log --repo="$work/repo" demo/os
+fi
+
+step "host: install 1.0 into a throwaway sysroot directory"
+sysroot="$work/sysroot"
+run "$bin" install --sysroot "$sysroot" --karg root=LABEL=root --karg rw "oci:$work/image:1.0"
+run "$bin" status --sysroot "$sysroot"
+echo "boot entry:"
+sed 's/^/  /' "$sysroot"/boot/loader/entries/*.conf
+
+step "host: a local edit in /etc, then switch to 1.0-hello"
+dep=$(ls -d "$sysroot"/ostree/deploy/default/deploy/*.0)
+echo "demo-host" >"$dep/etc/hostname"
+run "$bin" config-diff --sysroot "$sysroot"
+run "$bin" switch --sysroot "$sysroot" "oci:$work/image:1.0-hello"
+run "$bin" status --sysroot "$sysroot"
+new=$(ls -d "$sysroot"/ostree/deploy/default/deploy/* | grep -v "^$dep\$" | head -1)
+[ "$(cat "$new/etc/hostname")" = demo-host ] || { echo "the /etc edit was not carried to the new deployment" >&2; exit 1; }
+echo "etc/hostname carried over: $(cat "$new/etc/hostname"); etc/hello.conf from the new image: $(cat "$new/etc/hello.conf" 2>/dev/null | head -1)"
+
+step "host: upgrade --check (the tracked tag has not moved), rollback"
+run "$bin" upgrade --check --sysroot "$sysroot"
+run "$bin" rollback --sysroot "$sysroot"
+run "$bin" status --sysroot "$sysroot" --format yaml | sed -n '/deployments:/,$p'
+
+if command -v ostree >/dev/null 2>&1; then
+	step "host: the real ostree reads the same sysroot"
+	run ostree admin status --sysroot="$sysroot"
 fi
 step "done (work dir: $work${DEMO_KEEP:+, kept})"

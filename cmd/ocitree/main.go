@@ -28,6 +28,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newRepoCmd(), newEncapsulateCmd(), newUnencapsulateCmd(), newImageCmd())
+	root.AddCommand(hostCommands()...)
 	requireSubcommand(root)
 	return root
 }
@@ -58,6 +59,10 @@ func main() {
 	pprof.StopCPUProfile()
 	if err == nil {
 		return
+	}
+	var ec exitCodeError
+	if errors.As(err, &ec) {
+		os.Exit(ec.code)
 	}
 	fmt.Fprintln(os.Stderr, "error:", err)
 	var ue usageError

@@ -45,6 +45,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ocitree/ocitree/ostree"
+	"github.com/ocitree/ocitree/ostree/gvariant"
 )
 
 // LayerStats reports what applying a derived layer did.
@@ -541,7 +542,9 @@ var derivedDigestRE = regexp.MustCompile(`^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z
 // it has no subject, body or ref bindings. Its metadata is, in this order:
 // ostree.manifest-digest (manifestDigest), ostree.manifest (manifest as
 // given), ostree.container.image-config (config as given) and
-// ostree.importer.version ("ocitree"). The timestamp is the manifest's
+// ostree.importer.version ("ocitree"), then version (the config label
+// org.opencontainers.image.version, when set) and ostree.bootable (true,
+// when the config labels ostree.bootable=true or containers.bootc=1). The timestamp is the manifest's
 // org.opencontainers.image.created annotation, else the config's created
 // field (RFC 3339; a value that does not parse or is before the epoch is
 // skipped), else 0 — never the current time, so that the same image gives
@@ -564,6 +567,9 @@ func WriteMergeCommit(txn *ostree.Txn, tree *ostree.MutableTree, base ostree.Che
 	}
 	var cfg struct {
 		Created string `json:"created"`
+		Config  struct {
+			Labels map[string]string `json:"Labels"`
+		} `json:"config"`
 	}
 	if err := json.Unmarshal(config, &cfg); err != nil {
 		return ostree.Checksum{}, fmt.Errorf("merge commit: parsing image config: %w", err)
@@ -579,16 +585,26 @@ func WriteMergeCommit(txn *ostree.Txn, tree *ostree.MutableTree, base ostree.Che
 		return ostree.Checksum{}, fmt.Errorf("merge commit: %w", err)
 	}
 	parent := base
+	md := ostree.Metadata{
+		{Key: MergeMetaManifestDigest, Value: ostree.StringVariant(manifestDigest)},
+		{Key: MergeMetaManifest, Value: ostree.StringVariant(string(manifest))},
+		{Key: MergeMetaImageConfig, Value: ostree.StringVariant(string(config))},
+		{Key: MergeMetaImporterVersion, Value: ostree.StringVariant(mergeImporterVersion)},
+	}
+	// The deployed commit is the merge commit: it carries the image's
+	// version and bootability so that `ostree admin status` shows them.
+	labels := cfg.Config.Labels
+	if v := labels["org.opencontainers.image.version"]; v != "" {
+		md = append(md, ostree.MetaEntry{Key: "version", Value: ostree.StringVariant(v)})
+	}
+	if labels["ostree.bootable"] == "true" || labels["containers.bootc"] == "1" {
+		md = append(md, ostree.MetaEntry{Key: "ostree.bootable", Value: gvariant.Variant{Type: "b", Value: true}})
+	}
 	c, err := txn.WriteCommit(tree, ostree.CommitOptions{
 		Parent:     &parent,
 		Timestamp:  ts,
 		NoBindings: true,
-		Metadata: ostree.Metadata{
-			{Key: MergeMetaManifestDigest, Value: ostree.StringVariant(manifestDigest)},
-			{Key: MergeMetaManifest, Value: ostree.StringVariant(string(manifest))},
-			{Key: MergeMetaImageConfig, Value: ostree.StringVariant(string(config))},
-			{Key: MergeMetaImporterVersion, Value: ostree.StringVariant(mergeImporterVersion)},
-		},
+		Metadata:   md,
 	})
 	if err != nil {
 		return ostree.Checksum{}, fmt.Errorf("merge commit: %w", err)

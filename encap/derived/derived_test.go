@@ -586,6 +586,21 @@ func TestDerivedMergeCommit(t *testing.T) {
 		return r, base, c
 	}
 
+	t.Run("version and bootable", func(t *testing.T) {
+		cfg := []byte(`{"architecture":"amd64","config":{"Labels":{"org.opencontainers.image.version":"42.1","ostree.bootable":"true"}}}`)
+		r, _, c := run(t, dlTar(t, dlFile("usr/bin/y", "y")), manifest, cfg)
+		cm, err := r.ReadCommit(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cm.Metadata.String("version"); got != "42.1" {
+			t.Errorf("version = %q, want the label's 42.1", got)
+		}
+		if v, ok := cm.Metadata.Lookup("ostree.bootable"); !ok || v.Value != true {
+			t.Errorf("ostree.bootable = %v, %v; want true", v, ok)
+		}
+	})
+
 	t.Run("metadata", func(t *testing.T) {
 		// The derived layer writes an empty resolv.conf (a staged object)
 		// and an empty file that must stay.

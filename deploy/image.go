@@ -1,0 +1,333 @@
+package deploy
+
+// This file is the only one of package deploy that calls the image store
+// (package encap) and the transport (package oci), so that they can be
+// re-pointed in one place.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ocitree/ocitree/encap/imgstore"
+	"github.com/ocitree/ocitree/encap/pack"
+	"github.com/ocitree/ocitree/oci"
+	"github.com/ocitree/ocitree/ostree"
+)
+
+// PulledImage is the result of PullImage.
+type PulledImage struct {
+	// Ref is the parsed reference; Origin its canonical ostree-ext form,
+	// the value of container-image-reference.
+	Ref    *oci.Ref
+	Origin string
+	// Commit is the merge commit (zero with check).
+	Commit         ostree.Checksum
+	ManifestDigest string
+	AlreadyPresent bool
+	LayersFetched  int
+	BytesFetched   int64
+	LayersPresent  int
+}
+
+// ParseImageRef parses an image reference in any accepted form.
+func ParseImageRef(s string) (*oci.Ref, error) { return oci.ParseRef(s) }
+
+// FetchOptions control how images are fetched.
+type FetchOptions struct {
+	// InsecureSkipTLSVerify skips registry TLS verification and allows
+	// plain HTTP (for test registries).
+	InsecureSkipTLSVerify bool
+	// EnforceSigPolicy verifies the image against containers-policy.json
+	// even when the reference is an unverified one (the reference is then
+	// recorded as ostree-image-signed:).
+	EnforceSigPolicy bool
+}
+
+func (f FetchOptions) ociOptions() []oci.Option {
+	if f.InsecureSkipTLSVerify {
+		return []oci.Option{oci.WithInsecureSkipTLSVerify(true)}
+	}
+	return nil
+}
+
+// PullImage pulls imgref into repo through the image store and returns
+// its merge commit; with check only the manifest and config are fetched.
+func PullImage(ctx context.Context, repo *ostree.Repo, imgref string, check bool, fo FetchOptions) (*PulledImage, error) {
+	ref, err := oci.ParseRef(imgref)
+	if err != nil {
+		return nil, err
+	}
+	if fo.EnforceSigPolicy && ref.Signature == oci.Unverified {
+		ref.Signature = oci.ContainerPolicy
+	}
+	if ref.Signature == oci.OstreeRemote {
+		return nil, fmt.Errorf("%s: ostree-remote-image references are not supported by host commands yet; use ostree-unverified-registry: or ostree-image-signed:", imgref)
+	}
+	rd, err := oci.NewReader(ctx, ref, fo.ociOptions()...)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	// failpoint: fetch
+	// failpoint: layer-commit
+	// failpoint: merge-commit
+	res, err := imgstore.Pull(ctx, repo, rd, ref.ImageString(), imgstore.PullOptions{Check: check})
+	if err != nil {
+		return nil, fmt.Errorf("pulling %s: %w", imgref, err)
+	}
+	return &PulledImage{Ref: ref, Origin: ref.String(), Commit: res.MergeCommit, ManifestDigest: string(res.ManifestDigest),
+		AlreadyPresent: res.AlreadyPresent, LayersFetched: res.LayersFetched, BytesFetched: res.BytesFetched, LayersPresent: res.LayersPresent}, nil
+}
+
+// ImageInfo describes the image a deployment was made from, as the merge
+// commit records it.
+type ImageInfo struct {
+	ManifestDigest string
+	Version        string
+	// Timestamp is the image config's created time (nil when unknown).
+	Timestamp    *time.Time
+	Architecture string
+}
+
+// DeployedImage reads the image metadata of commit c (a merge commit);
+// nil when c is not one.
+func DeployedImage(repo *ostree.Repo, c ostree.Checksum) (*ImageInfo, error) {
+	cm, err := repo.ReadCommit(c)
+	if err != nil {
+		return nil, err
+	}
+	d := cm.Metadata.String("ostree.manifest-digest")
+	if d == "" {
+		return nil, nil
+	}
+	info := &ImageInfo{ManifestDigest: d, Version: cm.Metadata.String("version")}
+	var cfg struct {
+		Created      string `json:"created"`
+		Architecture string `json:"architecture"`
+		Config       struct {
+			Labels map[string]string `json:"Labels"`
+		} `json:"config"`
+	}
+	if s := cm.Metadata.String("ostree.container.image-config"); s != "" {
+		if err := json.Unmarshal([]byte(s), &cfg); err == nil {
+			info.Architecture = cfg.Architecture
+			if t, err := time.Parse(time.RFC3339Nano, cfg.Created); err == nil {
+				t = t.UTC()
+				info.Timestamp = &t
+			}
+			if info.Version == "" {
+				info.Version = cfg.Config.Labels["org.opencontainers.image.version"]
+			}
+		}
+	}
+	return info, nil
+}
+
+// ImageTransport splits an origin's container-image-reference into the
+// image name and transport as bootc's status shows them (image
+// "quay.io/x/y:tag", transport "registry"; "oci" and a path), plus the
+// signature kind ("insecure", "containerPolicy" or "ostreeRemote").
+func ImageTransport(origin string) (image, transport, sig, remote string, err error) {
+	ref, err := oci.ParseRef(origin)
+	if err != nil {
+		return "", "", "", "", err
+	}
+	switch ref.Signature {
+	case oci.ContainerPolicy:
+		sig = "containerPolicy"
+	case oci.OstreeRemote:
+		sig, remote = "ostreeRemote", ref.Remote
+	default:
+		sig = "insecure"
+	}
+	return ref.Name, string(ref.Transport), sig, remote, nil
+}
+
+// PruneImages deletes the image refs of images no deployment uses (their
+// merge commit is not in keep), then the layer refs no stored image lists
+// (bootc's image GC after a deployment change). Objects stay until
+// PruneRepo. It returns the image refs removed.
+func PruneImages(repo *ostree.Repo, keep map[ostree.Checksum]bool) ([]string, error) {
+	refs, err := repo.ListRefs()
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, r := range refs {
+		if !strings.HasPrefix(r.Name, imgstore.ImageRefPrefix) || keep[r.Checksum] {
+			continue
+		}
+		if err := repo.SetRef(r.Name, nil); err != nil {
+			return removed, err
+		}
+		removed = append(removed, r.Name)
+	}
+	if _, err := imgstore.GC(repo); err != nil {
+		return removed, err
+	}
+	return removed, nil
+}
+
+// UpdateCheck is what `upgrade --check` reports.
+type UpdateCheck struct {
+	// Image is the tracked reference (ostree-ext form).
+	Image string `json:"image"`
+	// DeployedDigest is the manifest digest of the deployed image; Digest
+	// and Version are those of the registry's image now.
+	DeployedDigest string `json:"deployedDigest"`
+	Digest         string `json:"digest"`
+	Version        string `json:"version,omitempty"`
+	// UpdateAvailable is false when the digests are equal.
+	UpdateAvailable bool `json:"updateAvailable"`
+	// LayersNeeded and BytesNeeded are the layers (compressed bytes) the
+	// store lacks.
+	LayersNeeded int   `json:"layersNeeded"`
+	BytesNeeded  int64 `json:"bytesNeeded"`
+	// Changed, Added and Removed are the components (packages) of the
+	// ostree.components annotations: in new layers and also in the old
+	// image, only in the new one, only in the old one.
+	Changed []string `json:"changed"`
+	Added   []string `json:"added"`
+	Removed []string `json:"removed"`
+}
+
+// CheckImageUpdate fetches only the manifest and config of imgref and
+// compares them with the image of the deployed merge commit. The image
+// store records them as the image's cached update.
+func CheckImageUpdate(ctx context.Context, repo *ostree.Repo, imgref string, deployed ostree.Checksum, fo FetchOptions) (*UpdateCheck, error) {
+	img, err := PullImage(ctx, repo, imgref, true, fo)
+	if err != nil {
+		return nil, err
+	}
+	uc := &UpdateCheck{Image: img.Origin, Digest: img.ManifestDigest, LayersNeeded: img.LayersFetched, BytesNeeded: img.BytesFetched,
+		Changed: []string{}, Added: []string{}, Removed: []string{}}
+	cm, err := repo.ReadCommit(deployed)
+	if err != nil {
+		return nil, err
+	}
+	uc.DeployedDigest = cm.Metadata.String("ostree.manifest-digest")
+	uc.UpdateAvailable = uc.DeployedDigest != uc.Digest
+	var newManifest, newConfig []byte
+	images, err := imgstore.List(repo)
+	if err != nil {
+		return nil, err
+	}
+	for _, im := range images {
+		if im.ImageRef == img.Ref.ImageString() && im.CachedUpdate != nil && im.CachedUpdate.ManifestDigest == uc.Digest {
+			newManifest, newConfig = im.CachedUpdate.Manifest, im.CachedUpdate.Config
+		}
+	}
+	if newManifest == nil && uc.UpdateAvailable {
+		rd, err := oci.NewReader(ctx, img.Ref, fo.ociOptions()...)
+		if err != nil {
+			return nil, err
+		}
+		defer rd.Close()
+		if newManifest, _, err = rd.Manifest(ctx); err != nil {
+			return nil, err
+		}
+		if newConfig, err = rd.Config(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if !uc.UpdateAvailable {
+		uc.Version = cm.Metadata.String("version")
+		return uc, nil
+	}
+	var cfg struct {
+		Config struct {
+			Labels map[string]string `json:"Labels"`
+		} `json:"config"`
+	}
+	if json.Unmarshal(newConfig, &cfg) == nil {
+		uc.Version = cfg.Config.Labels["org.opencontainers.image.version"]
+	}
+	oldLayers, oldAll := manifestComponents([]byte(cm.Metadata.String("ostree.manifest")))
+	newLayers, newAll := manifestComponents(newManifest)
+	seen := map[string]bool{}
+	for d, comps := range newLayers {
+		if _, ok := oldLayers[d]; ok {
+			continue
+		}
+		for _, c := range comps {
+			if seen[c] {
+				continue
+			}
+			seen[c] = true
+			if oldAll[c] {
+				uc.Changed = append(uc.Changed, c)
+			} else {
+				uc.Added = append(uc.Added, c)
+			}
+		}
+	}
+	for c := range oldAll {
+		if !newAll[c] {
+			uc.Removed = append(uc.Removed, c)
+		}
+	}
+	sort.Strings(uc.Changed)
+	sort.Strings(uc.Added)
+	sort.Strings(uc.Removed)
+	return uc, nil
+}
+
+// manifestComponents maps each layer digest of a manifest to the
+// components its ostree.components annotation lists, and returns the set
+// of all of them.
+func manifestComponents(manifest []byte) (map[string][]string, map[string]bool) {
+	var m struct {
+		Layers []struct {
+			Digest      string            `json:"digest"`
+			Annotations map[string]string `json:"annotations"`
+		} `json:"layers"`
+	}
+	layers, all := map[string][]string{}, map[string]bool{}
+	if json.Unmarshal(manifest, &m) != nil {
+		return layers, all
+	}
+	for _, l := range m.Layers {
+		comps := pack.ParseComponents(l.Annotations[pack.ComponentsAnnotation])
+		layers[l.Digest] = comps
+		for _, c := range comps {
+			all[c] = true
+		}
+	}
+	return layers, all
+}
+
+// CachedUpdateOf returns the newer image a check or pull saw for the image
+// deployed as commit c from origin (nil when there is none).
+func CachedUpdateOf(repo *ostree.Repo, origin string, c ostree.Checksum) (*ImageInfo, error) {
+	ref, err := oci.ParseRef(origin)
+	if err != nil {
+		return nil, err
+	}
+	images, err := imgstore.List(repo)
+	if err != nil {
+		return nil, err
+	}
+	for _, im := range images {
+		if im.ImageRef != ref.ImageString() || im.MergeCommit != c || im.CachedUpdate == nil {
+			continue
+		}
+		info := &ImageInfo{ManifestDigest: im.CachedUpdate.ManifestDigest, Version: im.CachedUpdate.Version}
+		var cfg struct {
+			Created      string `json:"created"`
+			Architecture string `json:"architecture"`
+		}
+		if json.Unmarshal(im.CachedUpdate.Config, &cfg) == nil {
+			info.Architecture = cfg.Architecture
+			if t, err := time.Parse(time.RFC3339Nano, cfg.Created); err == nil {
+				t = t.UTC()
+				info.Timestamp = &t
+			}
+		}
+		return info, nil
+	}
+	return nil, nil
+}
