@@ -6,7 +6,7 @@ TAGS := containers_image_openpgp containers_image_storage_stub containers_image_
 GO ?= go
 BIN := bin/ocitree
 
-.PHONY: all build demo test test-deps unit vet bench fuzz clean
+.PHONY: all build demo test test-deps unit vet bench fuzz clean check-clone
 
 all: build
 
@@ -23,6 +23,11 @@ test: test-deps vet
 
 test-deps:
 	bash scripts/test-deps.sh
+
+# The step before submitting: `git clone` of HEAD into a temporary directory
+# with nothing beside it (no shared folder), then `CI=true make test` there.
+check-clone:
+	bash scripts/check-clone.sh
 
 vet:
 	$(GO) vet -tags "$(TAGS)" ./...

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh: ocitree beside its peers, measured in the same run (`make bench`).
 #
-# Method (as in shared/spec/peer-baseline.md): input tree = fixtures/debian (the
+# Method: input tree = fixtures/debian (the
 # "v1" Debian 12 tree with a kernel); every timed command runs under hyperfine
 # with an untimed --prepare that makes a fresh, empty destination and then
 # `sync`; page cache warm; each timed command is wrapped in GNU `time -v` and the

@@ -16,8 +16,10 @@ const defaultDirMode = modeDir | 0o755
 // ImportTar writes the tree carried by a tar stream into the transaction and
 // returns its root. Entries are streamed: no file is held in memory beyond
 // the small-file buffer. Later entries replace earlier ones of the same
-// path. Refused, with the entry named: absolute paths, ".." components,
-// device nodes, FIFOs, sparse files, hardlinks to unknown or non-file
+// path. Sparse files (GNU type 'S' and PAX GNU.sparse 0.0, 0.1 and 1.0) are
+// stored with their holes read as zeros, as `ostree commit --tree=tar=`
+// (libarchive) stores them. Refused, with the entry named: absolute paths,
+// ".." components, device nodes, FIFOs, hardlinks to unknown or non-file
 // entries, names or symlink targets that are not UTF-8.
 func (t *Txn) ImportTar(rd io.Reader) (*MutableTree, error) {
 	tr := tar.NewReader(rd)
@@ -109,7 +111,9 @@ func (t *Txn) importTarEntry(root *MutableTree, hdr *tar.Header, tr *tar.Reader)
 	name := parts[len(parts)-1]
 	meta := &FileMeta{UID: uint32(hdr.Uid), GID: uint32(hdr.Gid), Xattrs: xattrs}
 	switch hdr.Typeflag {
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+		// archive/tar expands a sparse file's holes (old GNU or PAX map)
+		// and reports its real size.
 		meta.Mode = modeReg | perm
 		c, err := t.WriteContent(meta, tr, hdr.Size)
 		if err != nil {
@@ -134,8 +138,6 @@ func (t *Txn) importTarEntry(root *MutableTree, hdr *tar.Header, tr *tar.Reader)
 		return parent.SetFile(name, c)
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		return fmt.Errorf("device nodes and FIFOs cannot be stored (type %q)", hdr.Typeflag)
-	case tar.TypeGNUSparse:
-		return fmt.Errorf("sparse files are not supported")
 	}
 	return fmt.Errorf("unsupported tar entry type %q", hdr.Typeflag)
 }
