@@ -8,14 +8,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/ocitree/ocitree/encap/imgstore"
-	"github.com/ocitree/ocitree/encap/pack"
 	"github.com/ocitree/ocitree/oci"
 	"github.com/ocitree/ocitree/ostree"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // PulledImage is the result of PullImage.
@@ -246,58 +245,17 @@ func CheckImageUpdate(ctx context.Context, repo *ostree.Repo, imgref string, dep
 	if json.Unmarshal(newConfig, &cfg) == nil {
 		uc.Version = cfg.Config.Labels["org.opencontainers.image.version"]
 	}
-	oldLayers, oldAll := manifestComponents([]byte(cm.Metadata.String("ostree.manifest")))
-	newLayers, newAll := manifestComponents(newManifest)
-	seen := map[string]bool{}
-	for d, comps := range newLayers {
-		if _, ok := oldLayers[d]; ok {
-			continue
-		}
-		for _, c := range comps {
-			if seen[c] {
-				continue
-			}
-			seen[c] = true
-			if oldAll[c] {
-				uc.Changed = append(uc.Changed, c)
-			} else {
-				uc.Added = append(uc.Added, c)
-			}
+	var oldM, newM *v1.Manifest // a deployed commit of no image compares with nothing
+	if raw := cm.Metadata.String("ostree.manifest"); raw != "" {
+		if err := json.Unmarshal([]byte(raw), &oldM); err != nil {
+			return nil, fmt.Errorf("deployed commit %s: its image manifest: %w", deployed, err)
 		}
 	}
-	for c := range oldAll {
-		if !newAll[c] {
-			uc.Removed = append(uc.Removed, c)
-		}
+	if err := json.Unmarshal(newManifest, &newM); err != nil {
+		return nil, fmt.Errorf("image %s: manifest: %w", imgref, err)
 	}
-	sort.Strings(uc.Changed)
-	sort.Strings(uc.Added)
-	sort.Strings(uc.Removed)
+	uc.Changed, uc.Added, uc.Removed = imgstore.ComponentChanges(oldM, newM)
 	return uc, nil
-}
-
-// manifestComponents maps each layer digest of a manifest to the
-// components its ostree.components annotation lists, and returns the set
-// of all of them.
-func manifestComponents(manifest []byte) (map[string][]string, map[string]bool) {
-	var m struct {
-		Layers []struct {
-			Digest      string            `json:"digest"`
-			Annotations map[string]string `json:"annotations"`
-		} `json:"layers"`
-	}
-	layers, all := map[string][]string{}, map[string]bool{}
-	if json.Unmarshal(manifest, &m) != nil {
-		return layers, all
-	}
-	for _, l := range m.Layers {
-		comps := pack.ParseComponents(l.Annotations[pack.ComponentsAnnotation])
-		layers[l.Digest] = comps
-		for _, c := range comps {
-			all[c] = true
-		}
-	}
-	return layers, all
 }
 
 // CachedUpdateOf returns the newer image a check or pull saw for the image

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ocitree/ocitree/encap/pack"
+
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -89,4 +91,51 @@ func sumSizes(ls []v1.Descriptor) int64 {
 		n += l.Size
 	}
 	return n
+}
+
+// ComponentChanges names the components (packages, from the layers'
+// ostree.components annotations) an update from old to new brings: changed
+// are those of new layers that old also lists, added those only new lists,
+// removed those only old lists; each sorted. old may be nil (nothing
+// deployed yet).
+func ComponentChanges(old, new *v1.Manifest) (changed, added, removed []string) {
+	oldAll, newAll := manifestComponents(old), manifestComponents(new)
+	seen := map[string]bool{}
+	changed, added, removed = []string{}, []string{}, []string{}
+	for _, l := range DiffManifests(old, new).Added {
+		for _, c := range pack.ParseComponents(l.Annotations[pack.ComponentsAnnotation]) {
+			if seen[c] {
+				continue
+			}
+			seen[c] = true
+			if oldAll[c] {
+				changed = append(changed, c)
+			} else {
+				added = append(added, c)
+			}
+		}
+	}
+	for c := range oldAll {
+		if !newAll[c] {
+			removed = append(removed, c)
+		}
+	}
+	slices.Sort(changed)
+	slices.Sort(added)
+	slices.Sort(removed)
+	return changed, added, removed
+}
+
+// manifestComponents is the set of components every layer of m lists.
+func manifestComponents(m *v1.Manifest) map[string]bool {
+	all := map[string]bool{}
+	if m == nil {
+		return all
+	}
+	for _, l := range m.Layers {
+		for _, c := range pack.ParseComponents(l.Annotations[pack.ComponentsAnnotation]) {
+			all[c] = true
+		}
+	}
+	return all
 }

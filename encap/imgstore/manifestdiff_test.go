@@ -3,9 +3,12 @@ package imgstore
 import (
 	"encoding/json"
 	"os"
+	"slices"
 	"sort"
+	"strings"
 	"testing"
 
+	"github.com/ocitree/ocitree/encap/pack"
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -167,5 +170,35 @@ func TestDiffManifests(t *testing.T) {
 	}
 	if len(fields) != 6 {
 		t.Errorf("JSON %s: want exactly ostree-ext's six fields", b)
+	}
+}
+
+// TestComponentChanges: the packages of layers an update downloads are
+// "changed" when the old image had them, "added" otherwise; packages no
+// layer of the new image lists are "removed"; layers both images share say
+// nothing.
+func TestComponentChanges(t *testing.T) {
+	layer := func(dg byte, comps ...string) v1.Descriptor {
+		return v1.Descriptor{
+			Digest:      digest.Digest("sha256:" + strings.Repeat(string(dg), 64)),
+			Size:        1,
+			Annotations: map[string]string{pack.ComponentsAnnotation: strings.Join(comps, pack.ComponentSeparator)},
+		}
+	}
+	old := &v1.Manifest{Layers: []v1.Descriptor{layer('a', "bash"), layer('b', "libssl3", "openssl"), layer('c', "gone")}}
+	new := &v1.Manifest{Layers: []v1.Descriptor{layer('a', "bash"), layer('d', "libssl3", "openssl", "newpkg")}}
+	changed, added, removed := ComponentChanges(old, new)
+	if want := []string{"libssl3", "openssl"}; !slices.Equal(changed, want) {
+		t.Errorf("changed %q, want %q", changed, want)
+	}
+	if want := []string{"newpkg"}; !slices.Equal(added, want) {
+		t.Errorf("added %q, want %q", added, want)
+	}
+	if want := []string{"gone"}; !slices.Equal(removed, want) {
+		t.Errorf("removed %q, want %q", removed, want)
+	}
+	changed, added, removed = ComponentChanges(nil, new)
+	if len(changed) != 0 || len(removed) != 0 || len(added) != 4 {
+		t.Errorf("from nothing: changed %q added %q removed %q, want 4 added", changed, added, removed)
 	}
 }
