@@ -44,15 +44,19 @@ func Inspect(repo *ostree.Repo, c ostree.Checksum) (*CommitInfo, error) {
 		return nil, fmt.Errorf("commit %s: %w", c, err)
 	}
 	info := &CommitInfo{Commit: c, Version: cm.Metadata.String("version")}
+	etcEnts, etcErr := fs.ReadDir(fsys, "etc")
+	_, usrEtcErr := fs.Stat(fsys, "usr/etc")
 	if info.Kernel, err = boot.FindKernel(fsys); err != nil {
+		if usrEtcErr != nil {
+			return nil, fmt.Errorf("commit %s is not deployable: %w; it looks like a plain root filesystem: lay it out with `ocitree rootfs prepare DIR` before committing it", c, err)
+		}
 		return nil, fmt.Errorf("commit %s is not deployable: %w", c, err)
 	}
-	etcEnts, etcErr := fs.ReadDir(fsys, "etc")
-	if _, err := fs.Stat(fsys, "usr/etc"); err != nil {
+	if usrEtcErr != nil {
 		if etcErr == nil {
-			return nil, fmt.Errorf("commit %s is not deployable: it has /etc but no /usr/etc; ostree deploys /etc from usr/etc, so move the image's etc to usr/etc (ocitree rootfs prepare does it)", c)
+			return nil, fmt.Errorf("commit %s is not deployable: it has /etc but no /usr/etc; ostree deploys /etc from usr/etc: lay the tree out with `ocitree rootfs prepare DIR` before committing it", c)
 		}
-		return nil, fmt.Errorf("commit %s is not deployable: no /usr/etc (the default /etc of the image)", c)
+		return nil, fmt.Errorf("commit %s is not deployable: no /usr/etc (the default /etc of the image); lay the tree out with `ocitree rootfs prepare DIR` before committing it", c)
 	}
 	if etcErr == nil && len(etcEnts) > 0 {
 		return nil, fmt.Errorf("commit %s is not deployable: tree contains both /etc and /usr/etc; keep the image's configuration only in usr/etc", c)
