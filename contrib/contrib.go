@@ -10,6 +10,15 @@ var files embed.FS
 // UnitDir is where the units are installed in a tree.
 const UnitDir = "usr/lib/systemd/system"
 
+// Enabled are the links that enable the units in a tree (as systemctl
+// enable would make them under usr/lib): path → target.
+func Enabled() map[string]string {
+	return map[string]string{
+		UnitDir + "/multi-user.target.wants/ocitree-finalize.service": "../ocitree-finalize.service",
+		UnitDir + "/timers.target.wants/ocitree-update.timer":         "../ocitree-update.timer",
+	}
+}
+
 // Units returns the unit files as tree path (under UnitDir) → content.
 func Units() map[string][]byte {
 	ents, err := files.ReadDir(".")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ocitree/ocitree/boot"
 	"github.com/ocitree/ocitree/deploy/etcmerge"
+	"github.com/ocitree/ocitree/deploy/etcsnap"
 	"github.com/ocitree/ocitree/ostree"
 	"golang.org/x/sys/unix"
 )
@@ -121,6 +122,7 @@ func (s *Sysroot) Deploy(opts DeployOptions) (d *Deployment, changes []etcmerge.
 	}
 	dir := d.Dir()
 	fail := func(err error) (*Deployment, []etcmerge.Change, error) {
+		s.root.Remove(dir + EtcSnapSuffix)
 		setImmutable(s.root, dir, false)
 		s.root.RemoveAll(dir)
 		return nil, nil, err
@@ -142,6 +144,19 @@ func (s *Sysroot) Deploy(opts DeployOptions) (d *Deployment, changes []etcmerge.
 		changes, err = etcmerge.Merge(s.abs(md+"/usr/etc"), s.abs(md+"/etc"), s.abs(dir+"/etc"))
 		if err != nil {
 			return fail(fmt.Errorf("deploy: /etc merge from %s: %w; fix the local change named above in %s/etc and retry", md, err, md))
+		}
+		// What the merge source's /etc looked like now, for finalize to
+		// find the edits made after this deploy.
+		snap, err := etcsnap.Take(s.abs(md+"/etc"), path.Base(md))
+		if err != nil {
+			return fail(fmt.Errorf("deploy: %w", err))
+		}
+		b, err := snap.Marshal()
+		if err != nil {
+			return fail(fmt.Errorf("deploy: %w", err))
+		}
+		if err := writeFileMode(s.root, dir+EtcSnapSuffix, b, 0o600); err != nil {
+			return fail(fmt.Errorf("deploy: etc snapshot: %w", err))
 		}
 	}
 	// As libostree 2022.7: the commit's /var is not used (the stateroot's
@@ -207,6 +222,11 @@ func (s *Sysroot) nextSerial(sr string, c ostree.Checksum) (int, error) {
 
 // writeFile writes a 0644 file through a temp file and a rename.
 func writeFile(root *os.Root, name string, data []byte) error {
+	return writeFileMode(root, name, data, 0o644)
+}
+
+// writeFileMode is writeFile with another mode.
+func writeFileMode(root *os.Root, name string, data []byte, mode os.FileMode) error {
 	tmp := path.Join(path.Dir(name), "."+path.Base(name)+".tmp")
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, 0o644)
 	if err != nil {
@@ -214,7 +234,7 @@ func writeFile(root *os.Root, name string, data []byte) error {
 	}
 	_, err = f.Write(data)
 	if err == nil {
-		err = f.Chmod(0o644)
+		err = f.Chmod(mode)
 	}
 	if err == nil {
 		err = f.Sync()

@@ -37,9 +37,10 @@ build) out for deployment, as ostree-based distributions ship theirs:
     var/opt, var/mnt (their content converted like /var's), media -> run/media
   - sysroot/ and ostree -> sysroot/ostree; empty dev, proc, sys, run, tmp
   - device nodes, sockets and fifos dropped, with a count
-  - the ocitree systemd units (ocitree-update.service and .timer) installed
-    into usr/lib/systemd/system when the tree has usr/lib/systemd
-    (--no-units: not)
+  - the ocitree systemd units (ocitree-finalize.service, enabled;
+    ocitree-update.service and its timer, enabled) installed into
+    usr/lib/systemd/system when the tree has usr/lib/systemd (--no-units:
+    not)
 
 Everything is checked before anything is moved: a tree with two kernels,
 a kernel without initramfs, or both etc and usr/etc populated is refused
@@ -76,7 +77,7 @@ it exits 1 when there is anything.`,
 			}
 			var opts rootfs.Options
 			if fi, err := os.Lstat(args[0] + "/usr/lib/systemd"); !noUnits && err == nil && fi.IsDir() {
-				opts.Units = contrib.Units()
+				opts.Units, opts.Links = contrib.Units(), contrib.Enabled()
 			}
 			rep, err := rootfs.Prepare(args[0], opts)
 			if err != nil {

@@ -534,7 +534,7 @@ func planAPIDirs(r *os.Root, p *plan, _ Options) error {
 	return nil
 }
 
-// planUnits writes opts.Units.
+// planUnits writes opts.Units and makes opts.Links.
 func planUnits(r *os.Root, p *plan, opts Options) error {
 	var names []string
 	for n := range opts.Units {
@@ -555,6 +555,25 @@ func planUnits(r *os.Root, p *plan, opts Options) error {
 		}
 		p.ops = append(p.ops, op{kind: "write", a: n, data: opts.Units[n], mode: 0o644})
 		p.rep.Moves = append(p.rep.Moves, "installed "+n)
+	}
+	names = names[:0]
+	for n := range opts.Links {
+		names = append(names, n)
+	}
+	sortStrings(names)
+	for _, n := range names {
+		fi, err := lstat(r, n)
+		if err != nil {
+			return err
+		}
+		if fi != nil {
+			if t, err := r.Readlink(n); err != nil || t != opts.Links[n] {
+				p.refuse("%s exists and is not a link to %s", n, opts.Links[n])
+			}
+			continue
+		}
+		p.ops = append(p.ops, op{kind: "symlink", a: n, b: opts.Links[n]})
+		p.rep.Moves = append(p.rep.Moves, "enabled "+n+" -> "+opts.Links[n])
 	}
 	return nil
 }

@@ -65,6 +65,9 @@ type Options struct {
 	// tree → content, mode 0644), e.g. the ocitree systemd units. A file
 	// that exists with other content is a refusal.
 	Units map[string][]byte
+	// Links are symlinks to make (path → target), e.g. the units'
+	// enablement; one that exists with another target is a refusal.
+	Links map[string]string
 }
 
 // Report is what Prepare changed (or, from Check, would change).
