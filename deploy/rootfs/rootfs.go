@@ -72,11 +72,11 @@ type Options struct {
 
 // Report is what Prepare changed (or, from Check, would change).
 type Report struct {
-	// Kernel is the kernel version found; KernelMoved lists the moves.
+	// Kernel is the kernel version found.
 	Kernel string
 	// Problems are the findings in the tree as it was, one line each.
 	Problems []string
-	// Moves are the renames done, "from -> to".
+	// Moves are the renames done ("from -> to") and the units installed.
 	Moves []string
 	// Tmpfiles are the lines written to TmpfilesConf.
 	Tmpfiles []string
@@ -99,12 +99,10 @@ func (e *RefusedError) Error() string {
 
 // op is one planned change.
 type op struct {
-	kind       string // rename, remove, removeall, mkdir, symlink, write
-	a, b       string
-	mode       fs.FileMode
-	data       []byte
-	uid, gid   int
-	chownAfter bool
+	kind string // rename, remove, removeall, mkdir, symlink, write
+	a, b string
+	mode fs.FileMode
+	data []byte
 }
 
 type plan struct {
@@ -234,7 +232,17 @@ func owner(fi fs.FileInfo) (int, int) {
 	return 0, 0
 }
 
+// ErrRunningRoot is returned for the root of the running system.
+var ErrRunningRoot = errors.New("rootfs: refusing the root directory of the running system; pass the directory of a tree to prepare")
+
 func makePlan(dir string, opts Options) (*plan, error) {
+	var st, rootSt syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return nil, fmt.Errorf("rootfs: %w", err)
+	}
+	if err := syscall.Stat("/", &rootSt); err == nil && st.Dev == rootSt.Dev && st.Ino == rootSt.Ino {
+		return nil, ErrRunningRoot
+	}
 	r, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("rootfs: %w", err)

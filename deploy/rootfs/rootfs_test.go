@@ -307,3 +307,16 @@ func TestEscapePath(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusesRunningRoot: the running system's / is never taken as a tree
+// (only Check is called here; Prepare goes through the same plan).
+func TestRefusesRunningRoot(t *testing.T) {
+	for _, d := range []string{"/", "/.", "/usr/.."} {
+		if _, err := Check(d); !errors.Is(err, ErrRunningRoot) {
+			t.Errorf("Check(%q): %v, want ErrRunningRoot", d, err)
+		}
+	}
+	if _, err := Check(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Error("Check of a missing directory succeeded")
+	}
+}
