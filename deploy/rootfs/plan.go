@@ -451,7 +451,7 @@ func planVar(r *os.Root, p *plan, _ Options) error {
 		p.ops = append(p.ops, op{kind: "write", a: TmpfilesConf, data: data, mode: 0o644})
 		p.rep.Tmpfiles = v.lines
 		if len(p.rep.Problems) == 0 || !strings.HasPrefix(p.rep.Problems[len(p.rep.Problems)-1], "/var has content") {
-			p.problem("%d /var paths not declared in usr/lib/tmpfiles.d", len(v.lines))
+			p.problem("%d tmpfiles.d lines missing (for /var and the targets of the links into it)", len(v.lines))
 		}
 	}
 	return nil
