@@ -12,6 +12,7 @@ import (
 
 	"github.com/ocitree/ocitree/boot"
 	"github.com/ocitree/ocitree/deploy/etcmerge"
+	"github.com/ocitree/ocitree/deploy/etcsnap"
 	"github.com/ocitree/ocitree/ostree"
 	"golang.org/x/sys/unix"
 )
@@ -44,15 +45,19 @@ func Inspect(repo *ostree.Repo, c ostree.Checksum) (*CommitInfo, error) {
 		return nil, fmt.Errorf("commit %s: %w", c, err)
 	}
 	info := &CommitInfo{Commit: c, Version: cm.Metadata.String("version")}
+	etcEnts, etcErr := fs.ReadDir(fsys, "etc")
+	_, usrEtcErr := fs.Stat(fsys, "usr/etc")
 	if info.Kernel, err = boot.FindKernel(fsys); err != nil {
+		if usrEtcErr != nil {
+			return nil, fmt.Errorf("commit %s is not deployable: %w; it looks like a plain root filesystem: lay it out with `ocitree rootfs prepare DIR` before committing it", c, err)
+		}
 		return nil, fmt.Errorf("commit %s is not deployable: %w", c, err)
 	}
-	etcEnts, etcErr := fs.ReadDir(fsys, "etc")
-	if _, err := fs.Stat(fsys, "usr/etc"); err != nil {
+	if usrEtcErr != nil {
 		if etcErr == nil {
-			return nil, fmt.Errorf("commit %s is not deployable: it has /etc but no /usr/etc; ostree deploys /etc from usr/etc, so move the image's etc to usr/etc (ocitree rootfs prepare does it)", c)
+			return nil, fmt.Errorf("commit %s is not deployable: it has /etc but no /usr/etc; ostree deploys /etc from usr/etc: lay the tree out with `ocitree rootfs prepare DIR` before committing it", c)
 		}
-		return nil, fmt.Errorf("commit %s is not deployable: no /usr/etc (the default /etc of the image)", c)
+		return nil, fmt.Errorf("commit %s is not deployable: no /usr/etc (the default /etc of the image); lay the tree out with `ocitree rootfs prepare DIR` before committing it", c)
 	}
 	if etcErr == nil && len(etcEnts) > 0 {
 		return nil, fmt.Errorf("commit %s is not deployable: tree contains both /etc and /usr/etc; keep the image's configuration only in usr/etc", c)
@@ -117,6 +122,7 @@ func (s *Sysroot) Deploy(opts DeployOptions) (d *Deployment, changes []etcmerge.
 	}
 	dir := d.Dir()
 	fail := func(err error) (*Deployment, []etcmerge.Change, error) {
+		s.root.Remove(dir + EtcSnapSuffix)
 		setImmutable(s.root, dir, false)
 		s.root.RemoveAll(dir)
 		return nil, nil, err
@@ -138,6 +144,19 @@ func (s *Sysroot) Deploy(opts DeployOptions) (d *Deployment, changes []etcmerge.
 		changes, err = etcmerge.Merge(s.abs(md+"/usr/etc"), s.abs(md+"/etc"), s.abs(dir+"/etc"))
 		if err != nil {
 			return fail(fmt.Errorf("deploy: /etc merge from %s: %w; fix the local change named above in %s/etc and retry", md, err, md))
+		}
+		// What the merge source's /etc looked like now, for finalize to
+		// find the edits made after this deploy.
+		snap, err := etcsnap.Take(s.abs(md+"/etc"), path.Base(md))
+		if err != nil {
+			return fail(fmt.Errorf("deploy: %w", err))
+		}
+		b, err := snap.Marshal()
+		if err != nil {
+			return fail(fmt.Errorf("deploy: %w", err))
+		}
+		if err := writeFileMode(s.root, dir+EtcSnapSuffix, b, 0o600); err != nil {
+			return fail(fmt.Errorf("deploy: etc snapshot: %w", err))
 		}
 	}
 	// As libostree 2022.7: the commit's /var is not used (the stateroot's
@@ -203,6 +222,11 @@ func (s *Sysroot) nextSerial(sr string, c ostree.Checksum) (int, error) {
 
 // writeFile writes a 0644 file through a temp file and a rename.
 func writeFile(root *os.Root, name string, data []byte) error {
+	return writeFileMode(root, name, data, 0o644)
+}
+
+// writeFileMode is writeFile with another mode.
+func writeFileMode(root *os.Root, name string, data []byte, mode os.FileMode) error {
 	tmp := path.Join(path.Dir(name), "."+path.Base(name)+".tmp")
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, 0o644)
 	if err != nil {
@@ -210,7 +234,7 @@ func writeFile(root *os.Root, name string, data []byte) error {
 	}
 	_, err = f.Write(data)
 	if err == nil {
-		err = f.Chmod(0o644)
+		err = f.Chmod(mode)
 	}
 	if err == nil {
 		err = f.Sync()

@@ -33,6 +33,23 @@ type Sysroot struct {
 	root   *os.Root
 	dfd    int // directory fd of the sysroot, for fstatat
 	lockFd int
+	// bootedName, when set, names the deployment taken as booted
+	// ($CSUM.$SERIAL) on a sysroot directory (SimulateBooted).
+	bootedName string
+}
+
+// SimulateBooted makes a sysroot directory behave as the running system
+// booted from deployment name ($CSUM.$SERIAL): for tests of what happens
+// on a host (finalize, the merge source), without /run/ostree-booted.
+func (s *Sysroot) SimulateBooted(name string) error {
+	s.bootedName = name
+	if err := s.load(); err != nil {
+		return err
+	}
+	if s.Booted == nil {
+		return fmt.Errorf("sysroot %s: no deployment %s in the boot entries", s.Path, name)
+	}
+	return nil
 }
 
 // Deployment is one deployment of the list.
@@ -307,6 +324,9 @@ func (s *Sysroot) load() error {
 			return fmt.Errorf("sysroot %s: deployment %s: %w", s.Path, d.Dir(), err)
 		}
 		if booted && dst.Dev == rootSt.Dev && dst.Ino == rootSt.Ino {
+			s.Booted = d
+		}
+		if s.bootedName != "" && path.Base(d.Dir()) == s.bootedName {
 			s.Booted = d
 		}
 		if data, err := s.root.ReadFile(d.Dir() + ".origin"); err == nil {

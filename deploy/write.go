@@ -114,12 +114,22 @@ func (s *Sysroot) Cleanup() error {
 		}
 		for _, n := range names {
 			p := base + "/" + n
-			if strings.HasPrefix(n, ".") && (strings.Contains(n, ".ocitree-checkout-") || strings.HasSuffix(n, ".origin.tmp")) {
+			if strings.HasPrefix(n, ".") && (strings.Contains(n, ".ocitree-checkout-") || strings.HasSuffix(n, ".origin.tmp") || strings.HasSuffix(n, EtcSnapSuffix+".tmp")) {
 				// An interrupted checkout's temp dir (libostree's cleanup
 				// fails on a directory name it cannot parse) or origin
 				// write's temp file.
 				if err := s.root.RemoveAll(p); err != nil {
 					return fmt.Errorf("cleanup: removing %s: %w", p, err)
+				}
+				continue
+			}
+			if dep, ok := strings.CutSuffix(p, EtcSnapSuffix); ok {
+				// An etc snapshot whose deployment is gone (undeployed by
+				// libostree, which leaves it).
+				if _, err := s.root.Lstat(dep); errors.Is(err, fs.ErrNotExist) {
+					if err := s.root.Remove(p); err != nil {
+						return fmt.Errorf("cleanup: %w", err)
+					}
 				}
 				continue
 			}
@@ -135,8 +145,10 @@ func (s *Sysroot) Cleanup() error {
 			}
 			// failpoint: cleanup
 			setImmutable(s.root, p, false)
-			if err := s.root.Remove(p + ".origin"); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("cleanup: %w", err)
+			for _, ext := range []string{".origin", EtcSnapSuffix} {
+				if err := s.root.Remove(p + ext); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("cleanup: %w", err)
+				}
 			}
 			if err := s.root.RemoveAll(p); err != nil {
 				return fmt.Errorf("cleanup: removing %s: %w", p, err)

@@ -84,13 +84,24 @@ func TestHostKilledUpgrade(t *testing.T) {
 			if err != nil || string(b) != "mine\n" {
 				t.Errorf("rerun: etc/local.conf = %q, %v", b, err)
 			}
+			// Each listed deployment has its directory and .origin, the
+			// upgraded one also its .etcsnap; nothing else is left.
 			ents, _ := os.ReadDir(filepath.Join(sys, "ostree/deploy/default/deploy"))
-			if len(ents) != 2*len(ds) {
-				var names []string
-				for _, e := range ents {
-					names = append(names, e.Name())
-				}
+			allowed := map[string]bool{ds[0].Name + ".etcsnap": true}
+			for _, d := range ds {
+				allowed[d.Name], allowed[d.Name+".origin"] = true, true
+			}
+			var names []string
+			for _, e := range ents {
+				names = append(names, e.Name())
+			}
+			if len(ents) != len(allowed) {
 				t.Errorf("rerun left entries in ostree/deploy/default/deploy: %v", names)
+			}
+			for _, n := range names {
+				if !allowed[n] {
+					t.Errorf("rerun left %s in ostree/deploy/default/deploy: %v", n, names)
+				}
 			}
 			must(t, ostree(t, "fsck", "--repo="+filepath.Join(sys, "ostree/repo")))
 		})

@@ -905,8 +905,8 @@ func TestHostExampleOSRefusedLikeOstree(t *testing.T) {
 
 	sys := sysrootDir(t, work, "ocitree")
 	r := ocitree(t, "install", "--sysroot", sys, "oci:"+layout+":1")
-	if r.code != 1 || !strings.Contains(r.stderr, "no /usr/etc") {
-		t.Fatalf("install of exampleos: want exit 1 naming the missing /usr/etc:\n%s", r)
+	if r.code != 1 || !strings.Contains(r.stderr, "no /usr/etc") || !strings.Contains(r.stderr, "ocitree rootfs prepare DIR") {
+		t.Fatalf("install of exampleos: want exit 1 naming the missing /usr/etc and rootfs prepare:\n%s", r)
 	}
 	for _, d := range []string{"boot", "ostree/deploy"} {
 		if ents, _ := os.ReadDir(filepath.Join(sys, d)); len(ents) != 0 {

@@ -4,7 +4,8 @@
 # for `ostree pull`), attr (getfattr/setfattr, handy when a test fails),
 # skopeo and umoci (they must accept the images encapsulate writes),
 # docker-registry (a real registry for `image pull`), gpg (signs commits
-# for the ostree-remote-image tests, as `ostree gpg-sign` needs it).
+# for the ostree-remote-image tests, as `ostree gpg-sign` needs it),
+# systemd (systemd-tmpfiles applies the lines rootfs prepare writes).
 set -euo pipefail
 need=()
 command -v ostree >/dev/null 2>&1 || need+=(ostree)
@@ -16,6 +17,7 @@ command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v umoci >/dev/null 2>&1 || need+=(umoci)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v gpg >/dev/null 2>&1 || need+=(gpg gpg-agent)
+command -v systemd-tmpfiles >/dev/null 2>&1 || need+=(systemd)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "test-deps: missing ${need[*]}; run as root or install them with apt-get" >&2

@@ -204,16 +204,16 @@ origin then tracks IMGREF, so upgrade follows it. Retention is that of
 ostree admin deploy: the new deployment, the booted or merge deployment,
 pinned ones and other stateroots; --retain keeps every deployment. Images
 no deployment uses are removed from the store and unreachable objects
-pruned.`,
+pruned. --apply then reboots (systemctl reboot, or the command line in
+$OCITREE_REBOOT_COMMAND), only when a new deployment was written.`,
 		Example: `  ocitree switch ostree-unverified-registry:quay.io/example/os:2.0
   ocitree rebase --sysroot /mnt/root oci:/srv/images/os:latest`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if apply {
-				return usagef("--apply (reboot) is not supported; reboot yourself")
-			}
-			return withSysroot(sysroot, func(s *deploy.Sysroot) error {
-				res, err := s.Switch(context.Background(), args[0], deploy.UpdateOptions{Retain: retain, Log: cmd.ErrOrStderr(),
+			var res *deploy.UpdateResult
+			err := withSysroot(sysroot, func(s *deploy.Sysroot) error {
+				var err error
+				res, err = s.Switch(context.Background(), args[0], deploy.UpdateOptions{Retain: retain, Log: cmd.ErrOrStderr(),
 					Fetch: deploy.FetchOptions{InsecureSkipTLSVerify: !tlsVerify, EnforceSigPolicy: sigpolicy}})
 				if err != nil {
 					return err
@@ -221,11 +221,15 @@ pruned.`,
 				reportUpdate(cmd, res)
 				return nil
 			})
+			if err != nil {
+				return err
+			}
+			return applyUpdate(cmd, apply, res)
 		},
 	}
 	sysrootFlag(cmd, &sysroot)
 	cmd.Flags().BoolVar(&retain, "retain", false, "keep every current deployment")
-	cmd.Flags().BoolVar(&apply, "apply", false, "reboot into the new deployment (not supported)")
+	cmd.Flags().BoolVar(&apply, "apply", false, "reboot (systemctl reboot, or $"+rebootEnv+") when a new deployment was written")
 	cmd.Flags().BoolVar(&sigpolicy, "enforce-container-sigpolicy", false, "verify the image with containers-policy.json (the origin then records ostree-image-signed:)")
 	tlsFlag(cmd, &tlsVerify)
 	return cmd
@@ -262,18 +266,21 @@ ostree.components annotations of the deployed and the new manifest:
 "changed: libssl3; added: foo; removed: bar"); --format json gives the same.
 Nothing in the sysroot changes except the image's cached-update metadata
 (shown as cachedUpdate by status). With
---unchanged-exit-77 a run with nothing to do exits 77.`,
+--unchanged-exit-77 a run with nothing to do exits 77. --apply reboots
+(systemctl reboot, or the command line in $OCITREE_REBOOT_COMMAND) when a
+new deployment was written, and only then.`,
 		Example: `  ocitree upgrade
   ocitree upgrade --check --sysroot /mnt/root`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if apply {
-				return usagef("--apply (reboot) is not supported; reboot yourself")
-			}
 			if downloadOnly {
 				return usagef("--download-only is not supported yet")
 			}
-			return withSysroot(sysroot, func(s *deploy.Sysroot) error {
+			if apply && check {
+				return usagef("--apply and --check exclude each other")
+			}
+			var res *deploy.UpdateResult
+			err := withSysroot(sysroot, func(s *deploy.Sysroot) error {
 				ctx := context.Background()
 				if check {
 					uc, err := s.CheckUpdate(ctx, fetchOpts(tlsVerify))
@@ -298,7 +305,8 @@ Nothing in the sysroot changes except the image's cached-update metadata
 					}
 					return nil
 				}
-				res, err := s.Upgrade(ctx, deploy.UpdateOptions{Log: cmd.ErrOrStderr(), Fetch: fetchOpts(tlsVerify)})
+				var err error
+				res, err = s.Upgrade(ctx, deploy.UpdateOptions{Log: cmd.ErrOrStderr(), Fetch: fetchOpts(tlsVerify)})
 				if err != nil {
 					return err
 				}
@@ -308,12 +316,16 @@ Nothing in the sysroot changes except the image's cached-update metadata
 				}
 				return nil
 			})
+			if err != nil {
+				return err
+			}
+			return applyUpdate(cmd, apply, res)
 		},
 	}
 	sysrootFlag(cmd, &sysroot)
 	f := cmd.Flags()
 	f.BoolVar(&check, "check", false, "only fetch the manifest and config and print what an upgrade would download")
-	f.BoolVar(&apply, "apply", false, "reboot into the new deployment (not supported)")
+	f.BoolVar(&apply, "apply", false, "reboot (systemctl reboot, or $"+rebootEnv+") when a new deployment was written")
 	f.BoolVar(&downloadOnly, "download-only", false, "stage without making it the default (not supported yet)")
 	f.BoolVar(&unchanged77, "unchanged-exit-77", false, "exit 77 when there is nothing to do")
 	f.StringVar(&format, "format", "human", "output of --check: human or json")

@@ -29,6 +29,7 @@ func newRootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newRepoCmd(), newEncapsulateCmd(), newUnencapsulateCmd(), newImageCmd())
 	root.AddCommand(hostCommands()...)
+	root.AddCommand(newRootfsCmd(), newFinalizeCmd())
 	requireSubcommand(root)
 	return root
 }

@@ -40,19 +40,27 @@ func Merge(orig, modified, target string) ([]Change, error) {
 	if err != nil {
 		return nil, err
 	}
+	return changes, Apply(modified, target, changes)
+}
+
+// Apply carries changes (a subset of a Diff whose modified side is
+// modified) into target with Merge's rules and its checks before anything
+// is written. Merge is Diff then Apply; finalize applies a few changes one
+// at a time.
+func Apply(modified, target string, changes []Change) error {
 	mfd, err := openRoot(modified)
 	if err != nil {
-		return changes, err
+		return err
 	}
 	defer unix.Close(mfd)
 	tfd, err := openRoot(target)
 	if err != nil {
-		return changes, err
+		return err
 	}
 	defer unix.Close(tfd)
 	m := merger{modified: modified, target: target, mfd: mfd, tfd: tfd}
 	if err := m.check(changes); err != nil {
-		return changes, err
+		return err
 	}
 	for _, k := range []Kind{Removed, Modified, Added} {
 		for _, c := range changes {
@@ -65,11 +73,11 @@ func Merge(orig, modified, target string) ([]Change, error) {
 				err = m.copyChange(c.Path)
 			}
 			if err != nil {
-				return changes, fmt.Errorf("merging /etc change %c %s: %w", byte(c.Kind), c.Path, err)
+				return fmt.Errorf("merging /etc change %c %s: %w", byte(c.Kind), c.Path, err)
 			}
 		}
 	}
-	return changes, nil
+	return nil
 }
 
 type merger struct {
