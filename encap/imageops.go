@@ -158,6 +158,9 @@ func RemoveImages(repo *ostree.Repo, imgrefs []string) (int, error) {
 		if err := txn.Commit(); err != nil {
 			return 0, err
 		}
+		if err := fpRemoveBeforeLayerGC.Hit(); err != nil {
+			return 0, err
+		}
 	}
 	n, err := GCImageLayers(repo)
 	if err != nil {

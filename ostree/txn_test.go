@@ -308,10 +308,19 @@ func TestTxnWithSync(t *testing.T) {
 }
 
 // TestPruneWaitsForTransactions: a transaction holds the shared repository
-// lock, so Prune (exclusive) waits for it.
+// lock, so Prune (exclusive) finds the lock busy (the repo-lock-busy
+// failpoint tells the test so) and waits until the transaction ends.
 func TestPruneWaitsForTransactions(t *testing.T) {
 	r := newRepo(t, ModeArchive)
 	txn := beginT(t, r)
+	busy := make(chan struct{}, 1)
+	defer fpLockBusy.EnableFunc(func() error {
+		select {
+		case busy <- struct{}{}:
+		default:
+		}
+		return nil
+	})()
 	done := make(chan error, 1)
 	go func() {
 		_, err := r.Prune(PruneOptions{})
@@ -320,7 +329,15 @@ func TestPruneWaitsForTransactions(t *testing.T) {
 	select {
 	case err := <-done:
 		t.Fatalf("Prune ran while a transaction was open (err %v)", err)
-	case <-time.After(200 * time.Millisecond):
+	case <-busy:
+	case <-time.After(time.Minute): // a hang guard, not a measurement
+		t.Fatal("Prune neither ran nor found the lock busy in a minute")
+	}
+	// The transaction still holds the lock: Prune cannot have finished.
+	select {
+	case err := <-done:
+		t.Fatalf("Prune returned while the transaction was open (err %v)", err)
+	default:
 	}
 	txn.Abort()
 	select {
