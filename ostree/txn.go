@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,6 +34,7 @@ type Txn struct {
 	staged     map[ObjectName]struct{}
 	order      []ObjectName
 	refs       map[string]*Checksum // nil value deletes the ref
+	refOrder   []string             // refs in the order of their last SetRef
 	done       bool
 	noSync     bool
 	bytesAdded int64
@@ -306,13 +308,20 @@ func (t *Txn) BeforeRefs(hook func() error) { t.beforeRefs = hook }
 
 // SetRef records a ref update, applied by Commit after all objects are in
 // place. A nil checksum deletes the ref. ref is "name", "remote:name", or
-// "mirror:collection-id:name".
+// "mirror:collection-id:name". Commit writes the refs in the order of their
+// (last) SetRef, each atomically but not all at once: a process killed
+// between two leaves the earlier ones written, so set last the ref whose
+// presence says the others are there.
 func (t *Txn) SetRef(ref string, c *Checksum) error {
 	if _, err := refPath(ref); err != nil {
 		return err
 	}
 	t.mu.Lock()
+	if _, again := t.refs[ref]; again {
+		t.refOrder = slices.DeleteFunc(t.refOrder, func(r string) bool { return r == ref })
+	}
 	t.refs[ref] = c
+	t.refOrder = append(t.refOrder, ref)
 	t.mu.Unlock()
 	return nil
 }
@@ -385,11 +394,7 @@ func (t *Txn) Commit() error {
 	if len(t.refs) == 0 {
 		return nil
 	}
-	names := make([]string, 0, len(t.refs))
-	for ref := range t.refs {
-		names = append(names, ref)
-	}
-	sort.Strings(names)
+	names := t.refOrder
 	if err := fpTxnBeforeRefs.Hit(); err != nil {
 		return err
 	}
