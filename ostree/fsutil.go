@@ -155,7 +155,7 @@ func (r *Repo) lock(exclusive bool) (func(), error) {
 				break
 			}
 		}
-		if r.lockTimeout() >= 0 && time.Now().After(deadline) {
+		if r.lockTimeout() >= 0 && !time.Now().Before(deadline) {
 			err = fmt.Errorf("timed out after %s; another process holds it", r.lockTimeout())
 			break
 		}
