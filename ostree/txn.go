@@ -409,7 +409,7 @@ func (t *Txn) Commit() error {
 				return err
 			}
 		}
-		if err := t.r.writeRef(ref, t.refs[ref]); err != nil {
+		if err := t.r.writeRef(ref, t.refs[ref], t.stageFd); err != nil {
 			return err
 		}
 	}
