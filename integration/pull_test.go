@@ -2,16 +2,14 @@ package integration
 
 import (
 	"bytes"
-	"fmt"
 	"net"
-	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 // syncBuffer is a bytes.Buffer safe for a process writing while the test
@@ -33,62 +31,50 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// serveHTTP serves dir with `python3 -m http.server` bound to 127.0.0.1 on a
-// free port and returns the base URL and the server's log. The server is
-// stopped (by its PID) when the test ends.
+// serveHTTP serves dir with python3's http.server on a socket the test has
+// already bound and listens on (passed as fd 3), so requests made before
+// python accepts wait in the listen backlog: no readiness polling, no port
+// race. The server is stopped when the test ends. log collects its
+// request log.
 func serveHTTP(t *testing.T, dir string) (url string, log *syncBuffer) {
 	t.Helper()
-	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
-		url, log, stop, err := tryServe(dir)
-		if err == nil {
-			t.Cleanup(stop)
-			return url, log
-		}
-		lastErr = err
-	}
-	t.Fatal(lastErr)
-	return "", nil
-}
-
-func tryServe(dir string) (url string, log *syncBuffer, stop func(), err error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", nil, nil, err
+		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	lf, err := l.(*net.TCPListener).File()
+	l.Close() // lf keeps the listening socket open
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
 	log = &syncBuffer{}
-	cmd := exec.Command("python3", "-m", "http.server", fmt.Sprint(port), "--bind", "127.0.0.1", "--directory", dir)
+	cmd := exec.Command("python3", "-c", httpServerPy, dir)
+	cmd.ExtraFiles = []*os.File{lf} // fd 3
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Env = peerEnv()
 	if err := cmd.Start(); err != nil {
-		return "", nil, nil, err
+		t.Fatal(err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
-	stop = func() {
+	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-exited
-	}
-	url = fmt.Sprintf("http://127.0.0.1:%d", port)
-	client := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: time.Second}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		select {
-		case <-exited:
-			return "", nil, nil, fmt.Errorf("http.server on port %d exited early: %s", port, log.String())
-		default:
-		}
-		if resp, err := client.Get(url + "/config"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return url, log, stop, nil
-			}
-		}
-	}
-	stop()
-	return "", nil, nil, fmt.Errorf("http.server on port %d did not answer in 10s: %s", port, log.String())
+	})
+	return "http://" + l.Addr().String(), log
 }
+
+// httpServerPy is http.server's SimpleHTTPRequestHandler serving argv[1] on
+// the listening socket at fd 3.
+const httpServerPy = `
+import functools, http.server, socket, sys
+sock = socket.socket(fileno=3)
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+srv = http.server.ThreadingHTTPServer(sock.getsockname(), handler, bind_and_activate=False)
+srv.socket = sock
+srv.serve_forever()
+`
 
 // TestPullFromOcitreeArchive serves an archive repository written by ocitree
 // over HTTP and pulls it with the real `ostree pull` (the one path where

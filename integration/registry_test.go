@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -57,7 +58,7 @@ func startRegistry(t *testing.T) *registryServer {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	config := fmt.Sprintf(`version: 0.1
 log:
-  level: warn
+  level: info
 storage:
   filesystem:
     rootdirectory: %s
@@ -75,37 +76,45 @@ http:
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The registry logs "listening on ADDR" once its socket is bound (at
+	// level info): the test waits for that line instead of polling.
 	cmd := exec.Command("docker-registry", "serve", cfgFile)
-	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Stdout = logf
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	listening := make(chan struct{})
+	logDone := make(chan struct{})
+	go func() {
+		defer close(logDone)
+		sc := bufio.NewScanner(stderr)
+		seen := false
+		for sc.Scan() {
+			fmt.Fprintln(logf, sc.Text())
+			if !seen && strings.Contains(sc.Text(), `msg="listening on `+addr+`"`) {
+				seen = true
+				close(listening)
+			}
+		}
+	}()
 	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
+	go func() { <-logDone; cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-exited
 		logf.Close()
 	})
 	logText := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case <-exited:
-			t.Fatalf("docker-registry exited:\n%s", logText())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("docker-registry not ready on %s after 15s (last error %v):\n%s", addr, err, logText())
-		}
-		time.Sleep(50 * time.Millisecond)
+	select {
+	case <-listening:
+	case <-exited:
+		t.Fatalf("docker-registry exited before listening on %s:\n%s", addr, logText())
+	case <-time.After(cmdTimeout): // a hang guard, not a measurement
+		t.Fatalf("docker-registry neither listens on %s nor exits:\n%s", addr, logText())
 	}
 
 	s := &registryServer{addr: addr, blobs: map[string]int64{}}

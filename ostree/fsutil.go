@@ -141,7 +141,7 @@ func (r *Repo) lock(exclusive bool) (func(), error) {
 		lk.Type, kind = unix.F_WRLCK, "exclusive"
 	}
 	deadline := time.Now().Add(r.lockTimeout())
-	for {
+	for tries := 0; ; tries++ {
 		err = unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk)
 		if err == nil {
 			return func() { unix.Close(fd) }, nil
@@ -149,7 +149,13 @@ func (r *Repo) lock(exclusive bool) (func(), error) {
 		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EINTR) {
 			break
 		}
-		if r.lockTimeout() >= 0 && time.Now().After(deadline) {
+		if tries == 0 {
+			if ferr := fpLockBusy.Hit(); ferr != nil {
+				err = ferr
+				break
+			}
+		}
+		if r.lockTimeout() >= 0 && !time.Now().Before(deadline) {
 			err = fmt.Errorf("timed out after %s; another process holds it", r.lockTimeout())
 			break
 		}

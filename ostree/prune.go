@@ -3,6 +3,7 @@ package ostree
 import (
 	"errors"
 	"fmt"
+	"sort"
 
 	"golang.org/x/sys/unix"
 )
@@ -56,9 +57,21 @@ func (r *Repo) Prune(opts PruneOptions) (*PruneResult, error) {
 		}
 	}
 	res := &PruneResult{Total: len(all)}
+	// Unreachable commits go first: a prune killed part-way leaves loose
+	// objects, never a commit whose tree is partly deleted (which fsck
+	// would reject).
+	var doomed []ObjectName
 	for _, n := range all {
-		if _, ok := seen[n]; ok {
-			continue
+		if _, ok := seen[n]; !ok {
+			doomed = append(doomed, n)
+		}
+	}
+	sort.SliceStable(doomed, func(i, j int) bool { return doomed[i].Type == ObjCommit && doomed[j].Type != ObjCommit })
+	for i, n := range doomed {
+		if i == len(doomed)/2 && i > 0 && !opts.DryRun {
+			if err := fpPruneHalfway.Hit(); err != nil {
+				return res, err
+			}
 		}
 		rel := objectRelPath(n.Checksum, n.Type, r.mode)
 		var st unix.Stat_t

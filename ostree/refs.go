@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -95,8 +96,10 @@ func refPath(ref string) (string, error) {
 	return "refs/heads/" + ref, nil
 }
 
-// writeRef writes or (c == nil) deletes a ref with temp-then-rename.
-func (r *Repo) writeRef(ref string, c *Checksum) error {
+// writeRef writes or (c == nil) deletes a ref with temp-then-rename; the
+// temp file is made in the directory scratchFd (a transaction's staging
+// directory, on the repository's filesystem).
+func (r *Repo) writeRef(ref string, c *Checksum, scratchFd int) error {
 	p, err := refPath(ref)
 	if err != nil {
 		return err
@@ -107,7 +110,30 @@ func (r *Repo) writeRef(ref string, c *Checksum) error {
 		}
 		return nil
 	}
-	return writeFileAt(r.dfd, p, []byte(c.String()+"\n"), 0o644)
+	if err := mkdirAllAt(r.dfd, path.Dir(p)); err != nil {
+		return fmt.Errorf("writing ref %s: %w", ref, err)
+	}
+	// The new ref file is written in the transaction's staging directory
+	// and renamed into refs/: a process killed half-way leaves its temp
+	// file there, where the next transaction removes it, not in refs/.
+	tmp := "ref-" + randomSuffix()
+	fd, err := unix.Openat(scratchFd, tmp, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return fmt.Errorf("writing ref %s: %w", ref, err)
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	_, err = f.Write([]byte(c.String() + "\n"))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = unix.Renameat(scratchFd, tmp, r.dfd, p)
+	}
+	if err != nil {
+		unix.Unlinkat(scratchFd, tmp, 0)
+		return fmt.Errorf("writing ref %s: %w", ref, err)
+	}
+	return nil
 }
 
 // SetRef points ref at c (nil deletes it) in a transaction of its own.

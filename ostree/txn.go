@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,9 +34,11 @@ type Txn struct {
 	staged     map[ObjectName]struct{}
 	order      []ObjectName
 	refs       map[string]*Checksum // nil value deletes the ref
+	refOrder   []string             // refs in the order of their last SetRef
 	done       bool
 	noSync     bool
 	bytesAdded int64
+	beforeRefs func() error
 }
 
 // Begin starts a transaction, taking the shared repository lock.
@@ -253,7 +256,9 @@ func (t *Txn) finishObject(o *objectFile, name ObjectName, size int64) error {
 		}
 		return fmt.Errorf("staging %s: %w", name, err)
 	}
-	t.markStaged(name, size)
+	if t.markStaged(name, size) {
+		return fpTxnFirstObjectStaged.Hit()
+	}
 	return nil
 }
 
@@ -281,27 +286,42 @@ func (t *Txn) dropObject(o *objectFile) {
 	}
 }
 
-// markStaged records a finished object in the staging directory.
-func (t *Txn) markStaged(name ObjectName, size int64) {
+// markStaged records a finished object in the staging directory and
+// reports whether it is the transaction's first.
+func (t *Txn) markStaged(name ObjectName, size int64) (first bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, dup := t.staged[name]; dup {
-		return
+		return false
 	}
 	t.staged[name] = struct{}{}
 	t.order = append(t.order, name)
 	t.bytesAdded += size
+	return len(t.order) == 1
 }
+
+// BeforeRefs sets a function that Commit calls once every object is
+// published and synced, just before the ref updates are written; its error
+// ends Commit with no ref changed. Callers use it to place failpoints of
+// their own at that step.
+func (t *Txn) BeforeRefs(hook func() error) { t.beforeRefs = hook }
 
 // SetRef records a ref update, applied by Commit after all objects are in
 // place. A nil checksum deletes the ref. ref is "name", "remote:name", or
-// "mirror:collection-id:name".
+// "mirror:collection-id:name". Commit writes the refs in the order of their
+// (last) SetRef, each atomically but not all at once: a process killed
+// between two leaves the earlier ones written, so set last the ref whose
+// presence says the others are there.
 func (t *Txn) SetRef(ref string, c *Checksum) error {
 	if _, err := refPath(ref); err != nil {
 		return err
 	}
 	t.mu.Lock()
+	if _, again := t.refs[ref]; again {
+		t.refOrder = slices.DeleteFunc(t.refOrder, func(r string) bool { return r == ref })
+	}
 	t.refs[ref] = c
+	t.refOrder = append(t.refOrder, ref)
 	t.mu.Unlock()
 	return nil
 }
@@ -320,12 +340,29 @@ func (t *Txn) Commit() error {
 		return fmt.Errorf("transaction already finished")
 	}
 	defer t.Abort()
+	objects := len(t.order) > 0
+	if objects {
+		if err := fpTxnAllObjectsStaged.Hit(); err != nil {
+			return err
+		}
+	}
 	if err := t.sync(); err != nil {
 		return err
 	}
+	if objects {
+		if err := fpTxnSynced.Hit(); err != nil {
+			return err
+		}
+	}
 	last := func(n ObjectName) bool { return n.Type == ObjCommit || n.Type == ObjCommitMeta }
 	sort.SliceStable(t.order, func(i, j int) bool { return !last(t.order[i]) && last(t.order[j]) })
-	for _, name := range t.order {
+	commitPublished := false
+	for i, name := range t.order {
+		if i == len(t.order)/2 && i > 0 {
+			if err := fpTxnRenamesHalfway.Hit(); err != nil {
+				return err
+			}
+		}
 		if err := t.r.ensureObjDir(name.Checksum[0]); err != nil {
 			return err
 		}
@@ -341,6 +378,12 @@ func (t *Txn) Commit() error {
 		if name.Type == ObjCommit {
 			// A new commit supersedes a tombstone of the same name.
 			unix.Unlinkat(t.r.objFd, objectRelPath(name.Checksum, ObjTombstone, t.r.mode), 0)
+			if !commitPublished {
+				commitPublished = true
+				if err := fpTxnCommitPublished.Hit(); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	if len(t.order) > 0 {
@@ -351,13 +394,22 @@ func (t *Txn) Commit() error {
 	if len(t.refs) == 0 {
 		return nil
 	}
-	names := make([]string, 0, len(t.refs))
-	for ref := range t.refs {
-		names = append(names, ref)
+	names := t.refOrder
+	if err := fpTxnBeforeRefs.Hit(); err != nil {
+		return err
 	}
-	sort.Strings(names)
-	for _, ref := range names {
-		if err := t.r.writeRef(ref, t.refs[ref]); err != nil {
+	if t.beforeRefs != nil {
+		if err := t.beforeRefs(); err != nil {
+			return err
+		}
+	}
+	for i, ref := range names {
+		if i == 1 {
+			if err := fpTxnBetweenRefs.Hit(); err != nil {
+				return err
+			}
+		}
+		if err := t.r.writeRef(ref, t.refs[ref], t.stageFd); err != nil {
 			return err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -308,10 +309,19 @@ func TestTxnWithSync(t *testing.T) {
 }
 
 // TestPruneWaitsForTransactions: a transaction holds the shared repository
-// lock, so Prune (exclusive) waits for it.
+// lock, so Prune (exclusive) finds the lock busy (the repo-lock-busy
+// failpoint tells the test so) and waits until the transaction ends.
 func TestPruneWaitsForTransactions(t *testing.T) {
 	r := newRepo(t, ModeArchive)
 	txn := beginT(t, r)
+	busy := make(chan struct{}, 1)
+	defer fpLockBusy.EnableFunc(func() error {
+		select {
+		case busy <- struct{}{}:
+		default:
+		}
+		return nil
+	})()
 	done := make(chan error, 1)
 	go func() {
 		_, err := r.Prune(PruneOptions{})
@@ -320,7 +330,15 @@ func TestPruneWaitsForTransactions(t *testing.T) {
 	select {
 	case err := <-done:
 		t.Fatalf("Prune ran while a transaction was open (err %v)", err)
-	case <-time.After(200 * time.Millisecond):
+	case <-busy:
+	case <-time.After(time.Minute): // a hang guard, not a measurement
+		t.Fatal("Prune neither ran nor found the lock busy in a minute")
+	}
+	// The transaction still holds the lock: Prune cannot have finished.
+	select {
+	case err := <-done:
+		t.Fatalf("Prune returned while the transaction was open (err %v)", err)
+	default:
 	}
 	txn.Abort()
 	select {
@@ -328,8 +346,8 @@ func TestPruneWaitsForTransactions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Prune still blocked after the transaction ended")
+	case <-time.After(time.Minute): // a hang guard, not a measurement
+		t.Fatal("Prune still blocked a minute after the transaction ended")
 	}
 }
 
@@ -375,12 +393,14 @@ func TestLockTimeoutZero(t *testing.T) {
 	}
 	defer r2.Close()
 	txn := beginT(t, r)
-	start := time.Now()
-	if _, err := r2.Prune(PruneOptions{}); err == nil {
-		t.Error("Prune took the exclusive lock while a transaction held the shared one")
+	busy := 0
+	defer fpLockBusy.EnableFunc(func() error { busy++; return nil })()
+	_, err = r2.Prune(PruneOptions{})
+	if err == nil || !strings.Contains(err.Error(), "timed out after 0s") {
+		t.Errorf("Prune with the lock taken and lock-timeout-secs=0: %v", err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("Prune waited %s with lock-timeout-secs=0", d)
+	if busy != 1 {
+		t.Errorf("Prune reached repo-lock-busy %d times, want 1", busy)
 	}
 	txn.Abort()
 	if _, err := r2.Prune(PruneOptions{}); err != nil {

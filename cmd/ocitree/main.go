@@ -11,6 +11,7 @@ import (
 	"runtime/pprof"
 	"strings"
 
+	"github.com/ocitree/ocitree/internal/failpoint"
 	"github.com/spf13/cobra"
 )
 
@@ -48,7 +49,29 @@ func requireSubcommand(cmd *cobra.Command) {
 	}
 }
 
+// setupFailpoints reads OCITREE_FAILPOINTS once, before any command runs:
+// "list" prints every failpoint's name and exits 0; anything else enables
+// the named points, and a spec naming an unknown point or action stops
+// the process (status 2) before it does anything.
+func setupFailpoints() {
+	spec, ok := os.LookupEnv(failpoint.Env)
+	if !ok {
+		return
+	}
+	if strings.TrimSpace(spec) == failpoint.ListSpec {
+		for _, name := range failpoint.Names() {
+			fmt.Println(name)
+		}
+		os.Exit(0)
+	}
+	if err := failpoint.Setup(spec); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(2)
+	}
+}
+
 func main() {
+	setupFailpoints()
 	if path := os.Getenv("OCITREE_CPUPROFILE"); path != "" {
 		// For performance work: a CPU profile of the whole command.
 		if f, err := os.Create(path); err == nil {

@@ -160,6 +160,9 @@ func Remove(repo *ostree.Repo, imgrefs []string) (int, error) {
 		if err := txn.Commit(); err != nil {
 			return 0, err
 		}
+		if err := fpRemoveBeforeLayerGC.Hit(); err != nil {
+			return 0, err
+		}
 	}
 	n, err := GC(repo)
 	if err != nil {

@@ -292,11 +292,17 @@ func Pull(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref string, o
 	}
 	res.BaseCommit = base
 
+	if err := fpPullBeforeMerge.Hit(); err != nil {
+		return nil, err
+	}
 	merge, err := writeMerge(ctx, repo, r, derived, base, res.ManifestDigest, mb, cb, imageRef, opts.Derived, opts.fetch())
 	if err != nil {
 		return nil, err
 	}
 	res.MergeCommit = merge
+	if err := fpPullBeforeLayerGC.Hit(); err != nil {
+		return res, err
+	}
 	if !opts.NoGC {
 		n, err := GC(repo)
 		if err != nil {
@@ -423,11 +429,12 @@ func importChunkLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader, 
 	if err := txn.SetRef(l.ref, &c); err != nil {
 		return err
 	}
+	txn.BeforeRefs(fpPullLayerBeforeBlobRef.Hit)
 	if err := txn.Commit(); err != nil {
 		return err
 	}
 	l.commit, l.have = c, true
-	return nil
+	return fpPullLayerCommitted.Hit()
 }
 
 // importCommitLayerBlob fetches the commit layer; before committing it
@@ -468,11 +475,12 @@ func importCommitLayerBlob(ctx context.Context, repo *ostree.Repo, r oci.Reader,
 	if err := txn.SetRef(l.ref, &commit); err != nil {
 		return err
 	}
+	txn.BeforeRefs(fpPullLayerBeforeBlobRef.Hit)
 	if err := txn.Commit(); err != nil {
 		return err
 	}
 	l.commit, l.have = commit, true
-	return nil
+	return fpPullLayerCommitted.Hit()
 }
 
 // writeOstreeRecord writes the record of an ostree layer and its ref, when

@@ -160,6 +160,7 @@ func writeMerge(ctx context.Context, repo *ostree.Repo, r oci.Reader, layers []*
 	if err := txn.SetRef(imageRef, &merge); err != nil {
 		return zero, err
 	}
+	txn.BeforeRefs(fpPullBeforeImageRef.Hit)
 	if err := txn.Commit(); err != nil {
 		return zero, err
 	}

@@ -121,6 +121,7 @@ func (im *importer) run(r io.Reader) error {
 	tr := tar.NewReader(cr)
 	var end int64 // where the last entry's data (with padding) ends
 	last := "the start of the stream"
+	midHit := false
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -142,6 +143,12 @@ func (im *importer) run(r io.Reader) error {
 		}
 		if err := im.entry(tr, hdr); err != nil {
 			return err
+		}
+		if !midHit && hdr.Typeflag == tar.TypeReg {
+			midHit = true
+			if err := fpPullLayerMid.Hit(); err != nil {
+				return err
+			}
 		}
 	}
 	if im.pending != nil {
