@@ -96,7 +96,9 @@ func (t *Txn) writeContentBytes(meta *FileMeta, header, data []byte) (Checksum, 
 			unix.Unlinkat(t.stageFd, rel, 0)
 			return c, err
 		}
-		t.markStaged(name, 0)
+		if t.markStaged(name, 0) {
+			return c, fpTxnFirstObjectStaged.Hit()
+		}
 		return c, nil
 	}
 	o, exists, err := t.newObject(&name, t.createPerm(meta))

@@ -472,7 +472,9 @@ func (t *Txn) WriteDetachedMetadata(commit Checksum, md Metadata) error {
 	if err := writeFileAt(t.stageFd, rel, b, 0o644); err != nil {
 		return err
 	}
-	t.markStaged(name, int64(len(b)))
+	if t.markStaged(name, int64(len(b))) {
+		return fpTxnFirstObjectStaged.Hit()
+	}
 	return nil
 }
 
