@@ -134,6 +134,8 @@ type layerState struct {
 	ref    string
 	commit ostree.Checksum
 	have   bool
+	// reused: served by diff_id from another layer; no ref of its own.
+	reused bool
 }
 
 // Pull imports the ostree container image r reads into repo and
@@ -216,7 +218,18 @@ func Pull(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref string, o
 		if err != nil {
 			return nil, err
 		}
-		ostreeLayers = append(ostreeLayers, &layerState{index: i, desc: desc, diffID: layout.Config.RootFS.DiffIDs[i], ref: ref, commit: c, have: ok})
+		l := &layerState{index: i, desc: desc, diffID: layout.Config.RootFS.DiffIDs[i], ref: ref, commit: c, have: ok}
+		if ok {
+			// Never trusted as is: a ref that disagrees is fetched again.
+			agrees, err := ostreeRefAgrees(repo, l, layout.Commit)
+			if err != nil {
+				return nil, err
+			}
+			if !agrees {
+				l.commit, l.have = ostree.Checksum{}, false
+			}
+		}
+		ostreeLayers = append(ostreeLayers, l)
 	}
 	var missing []*layerState
 	for _, l := range ostreeLayers {
@@ -238,8 +251,8 @@ func Pull(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref string, o
 		}
 		if opts.Check {
 			missing = withoutStored(missing, stored)
-		} else if missing, err = reuseOstreeLayers(repo, missing, stored); err != nil {
-			return nil, err
+		} else {
+			missing = reuseOstreeLayers(missing, stored)
 		}
 		for _, d := range derived {
 			if s, ok := stored[d.diffID]; ok && !d.have && s.kind == recordDerived {
