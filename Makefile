@@ -36,6 +36,7 @@ unit:
 # Speed against the peers, measured in the same run (not part of `make test`).
 bench:
 	bash bench/run.sh
+	$(GO) test -tags "$(TAGS)" -run '^$$' -bench 'BenchmarkApply(DeepChain|ManyEntries)' -benchtime 1x ./encap/derived/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzRoundTrip -fuzztime 60s ./ostree/gvariant/
