@@ -108,4 +108,3 @@ func readLimited(p, what string) ([]byte, error) {
 	}
 	return b, nil
 }
-
