@@ -226,6 +226,9 @@ func (a *derivedApplier) entry(hdr *tar.Header, tr *tar.Reader) error {
 	if err != nil {
 		return err
 	}
+	if err := checkEntryRules(hdr, parts); err != nil {
+		return err
+	}
 	if len(parts) > 0 {
 		if base := parts[len(parts)-1]; strings.HasPrefix(base, whiteoutPrefix) {
 			return a.whiteout(parts)
