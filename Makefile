@@ -40,6 +40,8 @@ bench:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzRoundTrip -fuzztime 60s ./ostree/gvariant/
+	$(GO) test -run '^$$' -fuzz FuzzApply -fuzztime 5m ./encap/derived/
+	$(GO) test -run '^$$' -fuzz FuzzImportChunkLayer -fuzztime 5m ./encap/ostreetar/
 
 clean:
 	rm -rf bin
