@@ -60,4 +60,3 @@ func FuzzApply(f *testing.F) {
 		}
 	})
 }
-
