@@ -41,9 +41,12 @@ unit:
 # Speed against the peers, measured in the same run (not part of `make test`).
 bench:
 	bash bench/run.sh
+	$(GO) test -tags "$(TAGS)" -run '^$$' -bench 'BenchmarkApply(DeepChain|ManyEntries)' -benchtime 1x ./encap/derived/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzRoundTrip -fuzztime 60s ./ostree/gvariant/
+	$(GO) test -run '^$$' -fuzz FuzzApply -fuzztime 5m ./encap/derived/
+	$(GO) test -run '^$$' -fuzz FuzzImportChunkLayer -fuzztime 5m ./encap/ostreetar/
 
 clean:
 	rm -rf bin

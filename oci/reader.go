@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/image"
@@ -35,8 +36,8 @@ type Reader interface {
 	Close() error
 }
 
-// maxConfigSize bounds the config blob held in memory.
-const maxConfigSize = 64 << 20
+// maxConfigSize bounds the config blob held in memory (MaxConfigSize).
+const maxConfigSize = MaxConfigSize
 
 type reader struct {
 	ref      *Ref
@@ -54,6 +55,15 @@ func NewReader(ctx context.Context, r *Ref, opts ...Option) (Reader, error) {
 	ir, err := r.ImageReference()
 	if err != nil {
 		return nil, err
+	}
+	if r.Transport == TransportOCI {
+		// containers/image reads index.json and manifests whole.
+		if dir, ok := r.pathOf(); ok {
+			_, tag, _ := strings.Cut(r.Name, ":")
+			if err := checkLayoutLimits(dir, tag); err != nil {
+				return nil, fmt.Errorf("%s: %w", r.ImageString(), err)
+			}
+		}
 	}
 	policy, err := policyFor(r, sys)
 	if err != nil {
@@ -133,7 +143,7 @@ func (rd *reader) Config(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %s manifest has no config blob", rd.ref.ImageString(), rd.mimeType)
 	}
 	if ci.Size > maxConfigSize {
-		return nil, fmt.Errorf("%s: config %s too large (%d bytes)", rd.ref.ImageString(), ci.Digest, ci.Size)
+		return nil, fmt.Errorf("%s: config %s is %d bytes; the limit is %d bytes: %w", rd.ref.ImageString(), ci.Digest, ci.Size, maxConfigSize, ErrTooLarge)
 	}
 	rc, err := rd.Blob(ctx, Descriptor{MediaType: ci.MediaType, Digest: ci.Digest, Size: ci.Size})
 	if err != nil {
@@ -145,7 +155,7 @@ func (rd *reader) Config(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("reading config of %s: %w", rd.ref.ImageString(), err)
 	}
 	if len(b) > maxConfigSize {
-		return nil, fmt.Errorf("%s: config %s larger than %d bytes", rd.ref.ImageString(), ci.Digest, maxConfigSize)
+		return nil, fmt.Errorf("%s: config %s is over %d bytes; the limit is %d bytes: %w", rd.ref.ImageString(), ci.Digest, maxConfigSize, maxConfigSize, ErrTooLarge)
 	}
 	rd.config = b
 	return b, nil

@@ -51,8 +51,12 @@ func CleanTarPath(name string) ([]string, error) {
 	if strings.HasPrefix(name, "/") {
 		return nil, fmt.Errorf("absolute path refused")
 	}
-	var parts []string
-	for _, p := range strings.Split(name, "/") {
+	// One allocation, no intermediate split: deep paths are common in
+	// hostile layers and this runs for every entry.
+	parts := make([]string, 0, strings.Count(name, "/")+1)
+	for rest := name; rest != ""; {
+		p, tail, _ := strings.Cut(rest, "/")
+		rest = tail
 		switch p {
 		case "", ".":
 			continue

@@ -81,10 +81,15 @@ type derivedApplier struct {
 	root  *ostree.MutableTree
 	opts  Options
 	stats *LayerStats
-	// added holds the tree paths (slash-joined, after the etc → usr/etc
-	// mapping) this layer has put into the tree, with all their ancestors:
-	// what whiteouts of this same layer must not hide.
-	added      map[string]struct{}
+	// added holds the tree paths (after the etc → usr/etc mapping) this
+	// layer has put into the tree, with all their ancestors, as a trie of
+	// components: what whiteouts of this same layer must not hide. A trie
+	// keeps marking an entry O(its components) however deep the tree is
+	// (issue 11, class 2: per-entry joins of every ancestor were quadratic).
+	added     *addedNode
+	addedLast addedCursor
+	// cursor caches the directory chain of the last path walked.
+	cursor     pathCursor
 	defaultDir ostree.Checksum
 	// onPayload, when set, is told the content object of every non-empty
 	// payload in tar order; payloads the tree does not take (dropped or
@@ -139,7 +144,7 @@ func ApplyRecording(txn *ostree.Txn, tree *ostree.MutableTree, r io.Reader, opts
 		root:      tree,
 		opts:      opts,
 		stats:     &LayerStats{Dropped: map[string]int{}},
-		added:     map[string]struct{}{},
+		added:     &addedNode{},
 		onPayload: onPayload,
 	}
 	tr := tar.NewReader(r)
@@ -219,6 +224,9 @@ func (a *derivedApplier) entry(hdr *tar.Header, tr *tar.Reader) error {
 	}
 	parts, err := derivedPath(hdr.Name)
 	if err != nil {
+		return err
+	}
+	if err := checkEntryRules(hdr, parts); err != nil {
 		return err
 	}
 	if len(parts) > 0 {
@@ -354,8 +362,12 @@ func (a *derivedApplier) linkTarget(hdr *tar.Header) (ostree.Checksum, error) {
 // ensurePath returns the directory at parts, creating missing ones
 // (root-owned 0755) and replacing non-directories in the way.
 func (a *derivedApplier) ensurePath(parts []string, replaceLast bool) (*ostree.MutableTree, error) {
-	dir := a.root
-	for i, p := range parts {
+	start, dir := a.cursor.resume(parts, a.root)
+	if replaceLast && start == len(parts) && start > 0 {
+		start, dir = a.cursor.resume(parts[:start-1], a.root) // the last is checked again
+	}
+	for i := start; i < len(parts); i++ {
+		p := parts[i]
 		sub, ok, err := dir.Dir(p)
 		if err != nil {
 			return nil, err
@@ -383,6 +395,7 @@ func (a *derivedApplier) ensurePath(parts []string, replaceLast bool) (*ostree.M
 			sub.SetMeta(def)
 		}
 		dir = sub
+		a.cursor.push(p, sub)
 	}
 	return dir, nil
 }
@@ -400,15 +413,62 @@ func (a *derivedApplier) defaultDirMeta() (ostree.Checksum, error) {
 	return a.defaultDir, nil
 }
 
-func (a *derivedApplier) markAdded(mapped []string) {
-	for i := 1; i <= len(mapped); i++ {
-		a.added[strings.Join(mapped[:i], "/")] = struct{}{}
+// addedNode is one path of the added trie; its children are the names
+// below it this layer added (or added something below).
+type addedNode struct {
+	kids map[string]*addedNode
+}
+
+// child returns the child name of n, nil when n is nil or has none.
+func (n *addedNode) child(name string) *addedNode {
+	if n == nil {
+		return nil
 	}
+	return n.kids[name]
+}
+
+// markAdded records mapped and its ancestors as added by this layer,
+// resuming below the prefix it shares with the last path marked.
+func (a *derivedApplier) markAdded(mapped []string) {
+	c := &a.addedLast
+	i := c.path.shared(mapped)
+	c.path.truncate(i)
+	c.nodes = c.nodes[:i]
+	n := a.added
+	if i > 0 {
+		n = c.nodes[i-1]
+	}
+	for _, p := range mapped[i:] {
+		k := n.kids[p]
+		if k == nil {
+			if n.kids == nil {
+				n.kids = map[string]*addedNode{}
+			}
+			k = &addedNode{}
+			n.kids[p] = k
+		}
+		n = k
+		c.path.push(p)
+		c.nodes = append(c.nodes, k)
+	}
+}
+
+// addedAt returns the added node of mapped, nil when this layer added
+// nothing there.
+func (a *derivedApplier) addedAt(mapped []string) *addedNode {
+	n := a.added
+	for _, p := range mapped {
+		if n = n.child(p); n == nil {
+			return nil
+		}
+	}
+	return n
 }
 
 // whiteout applies a `.wh.NAME` or `.wh..wh..opq` entry. Both are filtered
 // by their target: the named path, or the directory for the opaque marker.
 func (a *derivedApplier) whiteout(parts []string) error {
+	a.cursor.reset() // it removes directories
 	base := parts[len(parts)-1]
 	dirParts := parts[:len(parts)-1]
 	if base == whiteoutOpaque {
@@ -422,7 +482,7 @@ func (a *derivedApplier) whiteout(parts []string) error {
 		if err != nil || dir == nil {
 			return err
 		}
-		if err := a.pruneChildren(dir, strings.Join(mapped, "/")); err != nil {
+		if err := a.pruneChildren(dir, a.addedAt(mapped), len(mapped) == 0, len(mapped) == 1 && mapped[0] == "usr"); err != nil {
 			return err
 		}
 		if len(mapped) == 0 {
@@ -431,7 +491,7 @@ func (a *derivedApplier) whiteout(parts []string) error {
 			if usr, ok, err := a.root.Dir("usr"); err != nil {
 				return err
 			} else if ok {
-				return a.prune(usr, "etc", "usr/etc")
+				return a.prune(usr, "etc", a.addedAt([]string{"usr"}), false)
 			}
 		}
 		return nil
@@ -457,7 +517,7 @@ func (a *derivedApplier) whiteout(parts []string) error {
 	if err != nil || dir == nil {
 		return err
 	}
-	return a.prune(dir, mapped[len(mapped)-1], strings.Join(mapped, "/"))
+	return a.prune(dir, mapped[len(mapped)-1], a.addedAt(mapped[:len(mapped)-1]), len(mapped) == 1)
 }
 
 // lookupDir walks to an existing directory without creating anything; nil
@@ -474,17 +534,20 @@ func (a *derivedApplier) lookupDir(parts []string) (*ostree.MutableTree, error) 
 	return dir, nil
 }
 
-// prune hides the lower-layer content of dir/name (tree path path): an entry
-// this layer did not add is removed whole; a directory it added (or added
-// something below) keeps only what this layer put there.
-func (a *derivedApplier) prune(dir *ostree.MutableTree, name, path string) error {
+// prune hides the lower-layer content of dir/name (parent: dir's added
+// node; atRoot: dir is the root): an entry this layer did not add is
+// removed whole; a directory it added (or added something below) keeps only
+// what this layer put there.
+func (a *derivedApplier) prune(dir *ostree.MutableTree, name string, parent *addedNode, atRoot bool) error {
 	sub, isDir, err := dir.Dir(name)
 	if err != nil {
 		return err
 	}
-	if _, ok := a.added[path]; !ok {
+	isUsr := atRoot && name == "usr"
+	node := parent.child(name)
+	if node == nil {
 		keep := false
-		if isDir && path == "usr" {
+		if isDir && isUsr {
 			// usr/etc is the image's /etc, which a whiteout of /usr
 			// does not hide: prune around it.
 			_, keep, err = sub.Dir("etc")
@@ -500,23 +563,21 @@ func (a *derivedApplier) prune(dir *ostree.MutableTree, name, path string) error
 	if !isDir {
 		return nil // a file of this layer stays
 	}
-	return a.pruneChildren(sub, path)
+	return a.pruneChildren(sub, node, false, isUsr)
 }
 
-func (a *derivedApplier) pruneChildren(dir *ostree.MutableTree, path string) error {
+// pruneChildren prunes every child of dir (node: its added node; isRoot,
+// isUsr: dir is the root, the root's usr).
+func (a *derivedApplier) pruneChildren(dir *ostree.MutableTree, node *addedNode, isRoot, isUsr bool) error {
 	names, err := dir.Names()
 	if err != nil {
 		return err
 	}
 	for _, n := range names {
-		if path == "usr" && n == "etc" {
+		if isUsr && n == "etc" {
 			continue // usr/etc is the image's /etc, not part of its /usr
 		}
-		p := n
-		if path != "" {
-			p = path + "/" + n
-		}
-		if err := a.prune(dir, n, p); err != nil {
+		if err := a.prune(dir, n, node, isRoot); err != nil {
 			return err
 		}
 	}

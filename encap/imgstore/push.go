@@ -145,8 +145,30 @@ func layerRecordFor(repo *ostree.Repo, layout *encap.ImageLayout, i int) (*layer
 		return nil, err
 	}
 	c, ok, err := readRefMaybe(repo, name)
-	if err != nil || !ok {
+	if err != nil {
 		return nil, err
+	}
+	if !ok {
+		// Reused by diff_id (store_reuse.go): no record under this
+		// digest; a stored layer's of the same diff_id rebuilds the tar
+		// and the blob digest is checked by findCompressor.
+		stored, err := storedByDiffID(repo)
+		if err != nil {
+			return nil, err
+		}
+		s, found := stored[layout.Config.RootFS.DiffIDs[i]]
+		if !found {
+			return nil, nil
+		}
+		rec, err := readLayerRecord(repo, s.record)
+		if err != nil {
+			return nil, err
+		}
+		// The fingerprint is the other blob's: this one's compressor is
+		// found on whole blobs against this descriptor.
+		d := layout.Manifest.Layers[i]
+		rec.Prefix, rec.MediaType, rec.Size = "", d.MediaType, d.Size
+		return rec, nil
 	}
 	rec, err := readLayerRecord(repo, c)
 	if err != nil {

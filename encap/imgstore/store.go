@@ -134,6 +134,8 @@ type layerState struct {
 	ref    string
 	commit ostree.Checksum
 	have   bool
+	// reused: served by diff_id from another layer; no ref of its own.
+	reused bool
 }
 
 // Pull imports the ostree container image r reads into repo and
@@ -176,6 +178,9 @@ func Pull(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref string, o
 	if err != nil {
 		return nil, err
 	}
+	if err := checkDescriptors(layout); err != nil {
+		return nil, err
+	}
 	res := &PullResult{ManifestDigest: digest.FromBytes(mb)}
 
 	// §5.3 step 3: the same image is stored already.
@@ -216,7 +221,18 @@ func Pull(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref string, o
 		if err != nil {
 			return nil, err
 		}
-		ostreeLayers = append(ostreeLayers, &layerState{index: i, desc: desc, diffID: layout.Config.RootFS.DiffIDs[i], ref: ref, commit: c, have: ok})
+		l := &layerState{index: i, desc: desc, diffID: layout.Config.RootFS.DiffIDs[i], ref: ref, commit: c, have: ok}
+		if ok {
+			// Never trusted as is: a ref that disagrees is fetched again.
+			agrees, err := ostreeRefAgrees(repo, l, layout.Commit)
+			if err != nil {
+				return nil, err
+			}
+			if !agrees {
+				l.commit, l.have = ostree.Checksum{}, false
+			}
+		}
+		ostreeLayers = append(ostreeLayers, l)
 	}
 	var missing []*layerState
 	for _, l := range ostreeLayers {
@@ -238,8 +254,8 @@ func Pull(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref string, o
 		}
 		if opts.Check {
 			missing = withoutStored(missing, stored)
-		} else if missing, err = reuseOstreeLayers(repo, missing, stored); err != nil {
-			return nil, err
+		} else {
+			missing = reuseOstreeLayers(missing, stored)
 		}
 		for _, d := range derived {
 			if s, ok := stored[d.diffID]; ok && !d.have && s.kind == recordDerived {
@@ -710,4 +726,29 @@ func List(repo *ostree.Repo) ([]ImageInfo, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ImageRef < out[j].ImageRef })
 	return out, nil
+}
+
+// ErrBadDescriptor: a layer or config descriptor the store refuses (issue
+// 11, classes 4 and 6).
+var ErrBadDescriptor = errors.New("descriptor refused")
+
+// checkDescriptors refuses, before anything is fetched, descriptors whose
+// size is not positive (a size of 0 or -1 would turn off the size check
+// and the compression-ratio limit, and an uncompressed blob of unknown size
+// could be read forever) and layers with urls (foreign layers: ostree
+// images never carry them, and a pull must make no request on a
+// descriptor's say-so).
+func checkDescriptors(layout *encap.ImageLayout) error {
+	if c := layout.Manifest.Config; c.Size <= 0 {
+		return fmt.Errorf("config %s: size %d: a positive descriptor size is required: %w", c.Digest, c.Size, ErrBadDescriptor)
+	}
+	for i, l := range layout.Manifest.Layers {
+		if l.Size <= 0 {
+			return fmt.Errorf("layer %d (%s): size %d: a positive descriptor size is required: %w", i, l.Digest, l.Size, ErrBadDescriptor)
+		}
+		if len(l.URLs) > 0 {
+			return fmt.Errorf("layer %d (%s): has urls %q: foreign layers are not pulled: %w", i, l.Digest, l.URLs, ErrBadDescriptor)
+		}
+	}
+	return nil
 }

@@ -35,6 +35,9 @@ type derivedState struct {
 	have   bool
 	// reuse is a stored layer with the same diff_id (have is false).
 	reuse *storedLayer
+	// taken: the blob ref exists but is another kind of layer's (the same
+	// blob listed as an ostree layer by another image); it is left alone.
+	taken bool
 }
 
 // derivedLayers looks up the blob refs of the image's derived layers.
@@ -50,7 +53,16 @@ func derivedLayers(repo *ostree.Repo, layout *encap.ImageLayout) ([]*derivedStat
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, &derivedState{index: i, desc: desc, diffID: layout.Config.RootFS.DiffIDs[i], ref: ref, record: c, have: ok})
+		d := &derivedState{index: i, desc: desc, diffID: layout.Config.RootFS.DiffIDs[i], ref: ref, record: c, have: ok}
+		if ok && !derivedRefAgrees(repo, d) {
+			// Not this layer's record: fetch it again. A ref that is a
+			// derived record (of another diff_id, from an older store) is
+			// replaced; any other (an ostree layer's) is left alone.
+			d.have, d.record = false, ostree.Checksum{}
+			rec, err := readLayerRecord(repo, c)
+			d.taken = err != nil || rec.Kind != recordDerived
+		}
+		out = append(out, d)
 	}
 	return out, nil
 }
@@ -190,6 +202,9 @@ func fetchDerived(ctx context.Context, txn *ostree.Txn, r oci.Reader, tree *ostr
 	if err != nil {
 		return err
 	}
+	if d.taken {
+		return nil
+	}
 	return txn.SetRef(d.ref, &c)
 }
 
@@ -210,16 +225,10 @@ func reapplyDerived(repo *ostree.Repo, txn *ostree.Txn, tree *ostree.MutableTree
 }
 
 // reuseDerived applies a derived layer from the record of a stored layer
-// with the same diff_id and gives it a record and blob ref of its own.
+// with the same diff_id. It writes no ref under the layer's digest: its
+// bytes were never seen.
 func reuseDerived(repo *ostree.Repo, txn *ostree.Txn, tree *ostree.MutableTree, d *derivedState, dopts derived.Options) error {
-	if err := reapplyDerived(repo, txn, tree, d.reuse.record, d, dopts); err != nil {
-		return err
-	}
-	c, err := copyLayerRecord(txn, d.reuse.record, d.desc)
-	if err != nil {
-		return err
-	}
-	return txn.SetRef(d.ref, &c)
+	return reapplyDerived(repo, txn, tree, d.reuse.record, d, dopts)
 }
 
 // withAssembledTar rebuilds the tar of a record and streams it to consume,

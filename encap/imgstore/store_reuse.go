@@ -3,10 +3,15 @@ package imgstore
 // Reuse by diff_id (§5.3 step 6, ostree-ext's newer behaviour): a layer
 // whose blob is not stored but whose uncompressed tar (diff_id) is — the
 // same layer recompressed, or pushed through a registry that recompresses
-// — is not fetched. Its blob ref is pointed at what the stored layer's
-// points at, and a copy of the stored record is written for the new digest
-// without a blob fingerprint (the new blob's compressor is unknown; a push
-// then tries candidates on whole blobs, recompress.go).
+// — is not fetched. The stored content is served by its diff_id, but no
+// blob ref or record is written under the new blob digest: those bytes
+// were never seen, and a manifest can name any digest (issue 11, class 1).
+// A push finds the record by diff_id instead (layerRecordFor).
+//
+// The other half of the rule: a blob ref or record found under a digest
+// is checked against what the pull needs (kind, diff_id, the ostree.commit
+// label) before it is used; one that disagrees is fetched again and
+// replaced, so one bad ref never blocks another image.
 
 import (
 	"errors"
@@ -14,9 +19,7 @@ import (
 	"strings"
 
 	"github.com/ocitree/ocitree/ostree"
-	"github.com/ocitree/ocitree/ostree/gvariant"
 	"github.com/opencontainers/go-digest"
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // storedLayer is a stored layer found by its diff_id.
@@ -60,81 +63,53 @@ func storedByDiffID(repo *ostree.Repo) (map[digest.Digest]storedLayer, error) {
 	return out, nil
 }
 
-// copyLayerRecord writes a copy of the record commit rec for the blob desc:
-// same tree and tar-split, desc's media type and size, no fingerprint.
-func copyLayerRecord(txn *ostree.Txn, rec ostree.Checksum, desc v1.Descriptor) (ostree.Checksum, error) {
-	var zero ostree.Checksum
-	b, err := txn.LoadMeta(rec, ostree.ObjCommit)
-	if err != nil {
-		return zero, err
-	}
-	cm, err := ostree.DecodeCommit(b)
-	if err != nil {
-		return zero, fmt.Errorf("record %s: %w", rec, err)
-	}
-	md := make(ostree.Metadata, 0, len(cm.Metadata))
-	for _, e := range cm.Metadata {
-		switch e.Key {
-		case recordMetaMediaType:
-			e.Value = ostree.StringVariant(desc.MediaType)
-		case recordMetaSize:
-			e.Value = gvariant.Variant{Type: "t", Value: uint64(desc.Size)}
-		case recordMetaPrefix:
-			e.Value = ostree.StringVariant("")
-		}
-		md = append(md, e)
-	}
-	cb, err := (&ostree.Commit{RootTree: cm.RootTree, RootMeta: cm.RootMeta, Metadata: md}).Encode()
-	if err != nil {
-		return zero, err
-	}
-	return txn.WriteMetadata(ostree.ObjCommit, cb)
-}
-
-// reuseOstreeLayers gives missing ostree layers whose diff_id is stored
-// their blob ref and record in one transaction, and returns the layers
+// reuseOstreeLayers serves missing ostree layers whose diff_id is stored
+// from the stored layer, without writing any ref, and returns the layers
 // still to fetch.
-func reuseOstreeLayers(repo *ostree.Repo, missing []*layerState, stored map[digest.Digest]storedLayer) ([]*layerState, error) {
-	var reuse, rest []*layerState
+func reuseOstreeLayers(missing []*layerState, stored map[digest.Digest]storedLayer) []*layerState {
+	var rest []*layerState
 	for _, l := range missing {
 		if s, ok := stored[l.diffID]; ok && s.kind == recordOstree {
-			reuse = append(reuse, l)
+			l.commit, l.have, l.reused = s.blob, true, true
 		} else {
 			rest = append(rest, l)
 		}
 	}
-	if len(reuse) == 0 {
-		return missing, nil
+	return rest
+}
+
+// ostreeRefAgrees reports whether the blob ref of the ostree layer l,
+// found at l.commit, is usable for this pull: its record (when there is
+// one) is an ostree layer's of l's diff_id, the ref does not point at a
+// derived layer's record, and a commit layer's ref carries the commit the
+// ostree.commit label names (label empty: not checked).
+func ostreeRefAgrees(repo *ostree.Repo, l *layerState, label string) (bool, error) {
+	if l.index == 0 && label != "" && l.commit.String() != label {
+		return false, nil
 	}
-	txn, err := repo.Begin()
+	if rec, err := readLayerRecord(repo, l.commit); err == nil && rec.Kind == recordDerived {
+		return false, nil // a derived layer's record under this digest
+	}
+	name, err := TarSplitRefName(l.desc.Digest)
 	if err != nil {
-		return nil, err
+		return false, err
 	}
-	defer txn.Abort()
-	for _, l := range reuse {
-		s := stored[l.diffID]
-		rc, err := copyLayerRecord(txn, s.record, l.desc)
-		if err != nil {
-			return nil, err
-		}
-		ref, err := TarSplitRefName(l.desc.Digest)
-		if err != nil {
-			return nil, err
-		}
-		if err := txn.SetRef(ref, &rc); err != nil {
-			return nil, err
-		}
-		if err := txn.SetRef(l.ref, &s.blob); err != nil {
-			return nil, err
-		}
+	c, ok, err := readRefMaybe(repo, name)
+	if err != nil || !ok {
+		return ok || err == nil, err // no record: stored by an older ocitree
 	}
-	if err := txn.Commit(); err != nil {
-		return nil, err
+	rec, err := readLayerRecord(repo, c)
+	if err != nil {
+		return false, nil
 	}
-	for _, l := range reuse {
-		l.commit, l.have = stored[l.diffID].blob, true
-	}
-	return rest, nil
+	return rec.Kind == recordOstree && rec.DiffID == l.diffID, nil
+}
+
+// derivedRefAgrees reports whether the blob ref of the derived layer d,
+// found at d.record, points at a derived layer's record of d's diff_id.
+func derivedRefAgrees(repo *ostree.Repo, d *derivedState) bool {
+	rec, err := readLayerRecord(repo, d.record)
+	return err == nil && rec.Kind == recordDerived && rec.DiffID == d.diffID
 }
 
 // withoutStored returns the layers whose diff_id is not stored as an
