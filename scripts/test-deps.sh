@@ -4,7 +4,9 @@
 # for `ostree pull`), attr (getfattr/setfattr, handy when a test fails),
 # skopeo and umoci (they must accept the images encapsulate writes),
 # docker-registry (a real registry for `image pull`), gpg (signs commits
-# for the ostree-remote-image tests, as `ostree gpg-sign` needs it).
+# for the ostree-remote-image tests, as `ostree gpg-sign` needs it),
+# buildah (builds derived images from Containerfiles, as users do) and
+# busybox-static (the real shell of fixtures.BusyboxOS).
 set -euo pipefail
 need=()
 command -v ostree >/dev/null 2>&1 || need+=(ostree)
@@ -16,6 +18,8 @@ command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v umoci >/dev/null 2>&1 || need+=(umoci)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v gpg >/dev/null 2>&1 || need+=(gpg gpg-agent)
+command -v buildah >/dev/null 2>&1 || need+=(buildah)
+[ -x /bin/busybox ] || need+=(busybox-static)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "test-deps: missing ${need[*]}; run as root or install them with apt-get" >&2
