@@ -31,7 +31,8 @@ import (
 //     real path came first) sets that target's content aside under the object
 //     path, so that later hardlinks to the object path resolve to it.
 //   - Object-path entries nothing links to are dropped and counted under
-//     "sysroot", as every other sysroot/ entry is.
+//     "sysroot", as every other sysroot/ entry is. This holds with
+//     [Options.AllowNonUsr] too: object paths never reach the tree.
 //   - Refused: a hardlink to an object path no entry of the layer provides,
 //     and an object-path entry that is a directory, a symlink or anything
 //     else than a regular file or hardlink.
