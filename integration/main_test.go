@@ -323,6 +323,7 @@ func tree(t *testing.T, name string) string {
 var treeGenerators = map[string]func(string) error{
 	"edge":              fixtures.EdgeTree,
 	"minios":            fixtures.MiniOS,
+	"busybox":           fixtures.BusyboxOS,
 	"kernel":            kernelTree,
 	"privileged-xattrs": privilegedXattrTree,
 	"wide":              wideTree,

@@ -5,6 +5,8 @@
 # skopeo and umoci (they must accept the images encapsulate writes),
 # docker-registry (a real registry for `image pull`), gpg (signs commits
 # for the ostree-remote-image tests, as `ostree gpg-sign` needs it),
+# buildah (builds derived images from Containerfiles, as users do) and
+# busybox-static (the real shell of fixtures.BusyboxOS),
 # systemd (systemd-tmpfiles applies the lines rootfs prepare writes).
 set -euo pipefail
 need=()
@@ -18,6 +20,8 @@ command -v umoci >/dev/null 2>&1 || need+=(umoci)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v gpg >/dev/null 2>&1 || need+=(gpg gpg-agent)
 command -v systemd-tmpfiles >/dev/null 2>&1 || need+=(systemd)
+command -v buildah >/dev/null 2>&1 || need+=(buildah)
+[ -x /bin/busybox ] || need+=(busybox-static)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "test-deps: missing ${need[*]}; run as root or install them with apt-get" >&2

@@ -24,9 +24,12 @@
 //     2024.3); there is no usr/share/factory/var remap.
 //   - Dropped entries are counted per top-level name, also for run/ and
 //     tmp/ (ostree-ext counts `run/x` under the child name `x`).
-//   - No SELinux relabeling and no sysroot/ hardlink repair (§5.8 step 1):
-//     sysroot/ is an ordinary top-level directory, dropped unless
-//     AllowNonUsr.
+//   - No SELinux relabeling. sysroot/ is an ordinary top-level directory,
+//     dropped unless AllowNonUsr, except for the base image's object files
+//     below sysroot/ostree/repo/objects/, which builders write when a RUN
+//     step changes a base file in place: see sysroot.go. A hardlink to an
+//     object path no entry of the layer provides is refused (ostree-ext
+//     drops it silently).
 //   - The merge commit's timestamp falls back to 0, not to "now", so the same
 //     image always gives the same commit.
 //   - aufs metadata entries (`.wh..wh.` other than `.wh..wh..opq`) are
@@ -96,6 +99,8 @@ type derivedApplier struct {
 	// whiteout entries) are then written too, for the layer record.
 	onPayload func(ostree.Checksum)
 	reported  bool
+	// objs is the content set aside at object paths (sysroot.go).
+	objs objectPaths
 }
 
 // Apply applies one uncompressed derived-layer tar stream onto
@@ -164,6 +169,7 @@ func ApplyRecording(txn *ostree.Txn, tree *ostree.MutableTree, r io.Reader, opts
 			return nil, fmt.Errorf("derived layer: entry %q: %w", hdr.Name, err)
 		}
 	}
+	a.finishObjects()
 	return a.stats, nil
 }
 
@@ -227,6 +233,9 @@ func (a *derivedApplier) entry(hdr *tar.Header, tr *tar.Reader) error {
 		return err
 	}
 	if err := checkEntryRules(hdr, parts); err != nil {
+		return err
+	}
+	if handled, err := a.objectEntry(parts, hdr, tr); handled {
 		return err
 	}
 	if len(parts) > 0 {
@@ -327,6 +336,12 @@ func (a *derivedApplier) linkTarget(hdr *tar.Header) (ostree.Checksum, error) {
 	parts, err := derivedPath(hdr.Linkname)
 	if err != nil {
 		return fail("%v", err)
+	}
+	if c, handled, err := a.objectLinkTarget(parts); handled {
+		if err != nil {
+			return fail("%v", err)
+		}
+		return c, nil
 	}
 	mapped, ok, _, _ := a.mapPath(parts)
 	if !ok || len(mapped) == 0 {
