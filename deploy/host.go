@@ -215,6 +215,9 @@ func (s *Sysroot) update(ctx context.Context, merge *Deployment, imgref string, 
 	if err != nil {
 		return nil, err
 	}
+	if err := fpDeployed.Hit(); err != nil {
+		return nil, err
+	}
 	if err := s.WriteDeployments(s.SimpleList(nd, merge, opts.Retain)); err != nil {
 		return nil, err
 	}
@@ -274,6 +277,9 @@ func (s *Sysroot) pruneAll() error {
 	keep := map[ostree.Checksum]bool{}
 	for _, d := range s.Deployments {
 		keep[d.Checksum] = true
+	}
+	if err := fpPruneBeforeImages.Hit(); err != nil {
+		return err
 	}
 	if _, err := PruneImages(s.Repo, keep); err != nil {
 		return fmt.Errorf("image cleanup: %w", err)
