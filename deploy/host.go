@@ -200,6 +200,16 @@ func (s *Sysroot) update(ctx context.Context, merge *Deployment, imgref string, 
 	}
 	res := &UpdateResult{Image: img}
 	if img.Commit == merge.Checksum && merge.ImageRef() == img.Origin {
+		// No update; but a run killed after its boot/loader swap left
+		// its cleanup undone (unlisted deployment and kernel
+		// directories, stale deployment refs, unused images and
+		// objects): finish it, as the run would have.
+		if err := s.Cleanup(); err != nil {
+			return nil, err
+		}
+		if err := s.pruneAll(); err != nil {
+			return nil, err
+		}
 		return res, nil
 	}
 	info, err := Inspect(s.Repo, img.Commit)
