@@ -226,9 +226,14 @@ func Write(root *os.Root, st State, cur, list []*Deployment, bl Bootloader) (Sta
 		if err := fullSync(root); err != nil {
 			return st, err
 		}
-		// failpoint: bootlink
+		if err := fpSubbootBootlinksWritten.Hit(); err != nil {
+			return st, err
+		}
 		if err := replaceSymlink(root, fmt.Sprintf("ostree/boot.%d", nst.Bootversion), fmt.Sprintf("boot.%d.%d", nst.Bootversion, nst.Subbootversion)); err != nil {
 			return st, err
+		}
+		if err := fpSubbootSwapped.Hit(); err != nil {
+			return nst, err
 		}
 		return nst, fullSync(root)
 	}
@@ -245,6 +250,9 @@ func Write(root *os.Root, st State, cur, list []*Deployment, bl Bootloader) (Sta
 	if err := root.MkdirAll(entries, 0o755); err != nil {
 		return st, fmt.Errorf("creating %s: %w", entries, err)
 	}
+	if err := fpEntriesCleared.Hit(); err != nil {
+		return st, err
+	}
 	multi := false
 	for _, d := range list {
 		if d.Stateroot != list[0].Stateroot {
@@ -253,13 +261,17 @@ func Write(root *os.Root, st State, cur, list []*Deployment, bl Bootloader) (Sta
 	}
 	var written []*Entry
 	for i, d := range list {
-		// failpoint: kernel-copy
 		if err := InstallKernel(root, d); err != nil {
 			return st, err
 		}
+		if err := fpKernelCopied.Hit(); err != nil {
+			return st, err
+		}
 		e := entryFor(d, nst, i, len(list), multi)
-		// failpoint: bls-write
 		if err := writeFileAtomic(root, path.Join(entries, e.Name), e.Bytes(), 0o644); err != nil {
+			return st, err
+		}
+		if err := fpBLSWritten.Hit(); err != nil {
 			return st, err
 		}
 		written = append(written, e)
@@ -273,8 +285,13 @@ func Write(root *os.Root, st State, cur, list []*Deployment, bl Bootloader) (Sta
 	if err := writeBootlinks(root, nst, list); err != nil {
 		return st, err
 	}
-	// failpoint: bootlink
+	if err := fpBootlinksWritten.Hit(); err != nil {
+		return st, err
+	}
 	if err := replaceSymlink(root, fmt.Sprintf("ostree/boot.%d", nbv), fmt.Sprintf("boot.%d.%d", nbv, nst.Subbootversion)); err != nil {
+		return st, err
+	}
+	if err := fpBootlinkSwapped.Hit(); err != nil {
 		return st, err
 	}
 	if err := root.Symlink(".", "boot/boot"); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -289,9 +306,14 @@ func Write(root *os.Root, st State, cur, list []*Deployment, bl Bootloader) (Sta
 	if err := fullSync(root); err != nil {
 		return st, err
 	}
-	// failpoint: loader-swap
+	if err := fpLoaderTmp.Hit(); err != nil {
+		return st, err
+	}
 	if err := root.Rename("boot/loader.tmp", "boot/loader"); err != nil {
 		return st, fmt.Errorf("switching boot/loader to loader.%d (the commit point): %w", nbv, err)
+	}
+	if err := fpLoaderSwapped.Hit(); err != nil {
+		return nst, err
 	}
 	if err := fullSync(root); err != nil {
 		return nst, err
@@ -565,7 +587,9 @@ func CleanBootDirs(root *os.Root, keep map[string]bool) error {
 		if !e.IsDir() || m == nil || keep[m[1]] {
 			continue
 		}
-		// failpoint: cleanup
+		if err := fpCleanupBootDir.Hit(); err != nil {
+			return err
+		}
 		if err := root.RemoveAll("boot/ostree/" + e.Name()); err != nil {
 			return fmt.Errorf("removing boot/ostree/%s: %w", e.Name(), err)
 		}

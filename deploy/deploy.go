@@ -127,9 +127,11 @@ func (s *Sysroot) Deploy(opts DeployOptions) (d *Deployment, changes []etcmerge.
 		s.root.RemoveAll(dir)
 		return nil, nil, err
 	}
-	// failpoint: checkout
 	if err := s.Repo.Checkout(c, s.abs(dir), ostree.CheckoutOptions{}); err != nil {
 		return fail(fmt.Errorf("deploy: checkout of %s: %w", c, err))
+	}
+	if err := fpCheckoutDone.Hit(); err != nil {
+		return fail(err)
 	}
 	// An empty etc/ beside usr/etc is removed (Inspect refused a full one).
 	if err := s.root.Remove(dir + "/etc"); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -138,12 +140,17 @@ func (s *Sysroot) Deploy(opts DeployOptions) (d *Deployment, changes []etcmerge.
 	if err := s.Repo.Checkout(c, s.abs(dir+"/etc"), ostree.CheckoutOptions{Subpath: "/usr/etc", NoHardlinks: true}); err != nil {
 		return fail(fmt.Errorf("deploy: copying usr/etc to etc: %w", err))
 	}
+	if err := fpEtcCopied.Hit(); err != nil {
+		return fail(err)
+	}
 	if opts.Merge != nil {
 		md := opts.Merge.Dir()
-		// failpoint: etc-merge
 		changes, err = etcmerge.Merge(s.abs(md+"/usr/etc"), s.abs(md+"/etc"), s.abs(dir+"/etc"))
 		if err != nil {
 			return fail(fmt.Errorf("deploy: /etc merge from %s: %w; fix the local change named above in %s/etc and retry", md, err, md))
+		}
+		if err := fpEtcMerged.Hit(); err != nil {
+			return fail(err)
 		}
 		// What the merge source's /etc looked like now, for finalize to
 		// find the edits made after this deploy.
@@ -181,9 +188,11 @@ func (s *Sysroot) Deploy(opts DeployOptions) (d *Deployment, changes []etcmerge.
 		}
 	}
 	if opts.Origin != nil {
-		// failpoint: origin-write
 		if err := writeFile(s.root, dir+".origin", []byte(opts.Origin.String())); err != nil {
 			return fail(fmt.Errorf("deploy: origin: %w", err))
+		}
+		if err := fpOriginWritten.Hit(); err != nil {
+			return fail(err)
 		}
 	}
 	if err := setImmutable(s.root, dir, true); err != nil {

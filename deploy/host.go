@@ -200,6 +200,16 @@ func (s *Sysroot) update(ctx context.Context, merge *Deployment, imgref string, 
 	}
 	res := &UpdateResult{Image: img}
 	if img.Commit == merge.Checksum && merge.ImageRef() == img.Origin {
+		// No update; but a run killed after its boot/loader swap left
+		// its cleanup undone (unlisted deployment and kernel
+		// directories, stale deployment refs, unused images and
+		// objects): finish it, as the run would have.
+		if err := s.Cleanup(); err != nil {
+			return nil, err
+		}
+		if err := s.pruneAll(); err != nil {
+			return nil, err
+		}
 		return res, nil
 	}
 	info, err := Inspect(s.Repo, img.Commit)
@@ -213,6 +223,9 @@ func (s *Sysroot) update(ctx context.Context, merge *Deployment, imgref string, 
 	logf(opts.Log, "deploying %s (%s)", img.Commit, info.Version)
 	nd, changes, err := s.Deploy(DeployOptions{Stateroot: merge.Stateroot, Info: info, Origin: newOrigin(img.Origin), Kargs: kargs, Merge: merge})
 	if err != nil {
+		return nil, err
+	}
+	if err := fpDeployed.Hit(); err != nil {
 		return nil, err
 	}
 	if err := s.WriteDeployments(s.SimpleList(nd, merge, opts.Retain)); err != nil {
@@ -274,6 +287,9 @@ func (s *Sysroot) pruneAll() error {
 	keep := map[ostree.Checksum]bool{}
 	for _, d := range s.Deployments {
 		keep[d.Checksum] = true
+	}
+	if err := fpPruneBeforeImages.Hit(); err != nil {
+		return err
 	}
 	if _, err := PruneImages(s.Repo, keep); err != nil {
 		return fmt.Errorf("image cleanup: %w", err)

@@ -71,12 +71,14 @@ func PullImage(ctx context.Context, repo *ostree.Repo, imgref string, check bool
 		return nil, err
 	}
 	defer rd.Close()
-	// failpoint: fetch
-	// failpoint: layer-commit
-	// failpoint: merge-commit
+	// The fetch, layer commits and merge commit have imgstore's pull-*
+	// failpoints.
 	res, err := imgstore.Pull(ctx, repo, rd, ref.ImageString(), imgstore.PullOptions{Check: check})
 	if err != nil {
 		return nil, fmt.Errorf("pulling %s: %w", imgref, err)
+	}
+	if err := fpImagePulled.Hit(); err != nil {
+		return nil, err
 	}
 	return &PulledImage{Ref: ref, Origin: ref.String(), Commit: res.MergeCommit, ManifestDigest: string(res.ManifestDigest),
 		AlreadyPresent: res.AlreadyPresent, LayersFetched: res.LayersFetched, BytesFetched: res.BytesFetched, LayersPresent: res.LayersPresent}, nil

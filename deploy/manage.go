@@ -38,9 +38,11 @@ func (s *Sysroot) Pin(i int, pin bool) error {
 	} else {
 		origin.RemoveGroup("libostree-transient")
 	}
-	// failpoint: origin-write
 	if err := writeFile(s.root, d.Dir()+".origin", []byte(origin.String())); err != nil {
 		return fmt.Errorf("pin: writing %s.origin: %w", d.Dir(), err)
+	}
+	if err := fpOriginWritten.Hit(); err != nil {
+		return err
 	}
 	if err := bumpMtime(s.root); err != nil {
 		return err

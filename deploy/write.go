@@ -65,6 +65,9 @@ func (s *Sysroot) WriteDeployments(list []*Deployment) error {
 		return fmt.Errorf("writing the boot configuration: %w; the previous one is still in place", err)
 	}
 	s.State = st
+	if err := fpBootWritten.Hit(); err != nil {
+		return err
+	}
 	if err := bumpMtime(s.root); err != nil {
 		return err
 	}
@@ -95,6 +98,9 @@ func (s *Sysroot) bootList(list []*Deployment) ([]*boot.Deployment, error) {
 func (s *Sysroot) Cleanup() error {
 	if err := boot.CleanOtherBootversions(s.root, s.State); err != nil {
 		return fmt.Errorf("cleanup: %w", err)
+	}
+	if err := fpCleanupBootversions.Hit(); err != nil {
+		return err
 	}
 	live := map[string]bool{}
 	keepBC := map[string]bool{}
@@ -143,12 +149,14 @@ func (s *Sysroot) Cleanup() error {
 			if _, _, err := parseDeployName(n); err != nil {
 				continue // not ours to judge (e.g. an interrupted checkout's temp dir)
 			}
-			// failpoint: cleanup
 			setImmutable(s.root, p, false)
 			for _, ext := range []string{".origin", EtcSnapSuffix} {
 				if err := s.root.Remove(p + ext); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					return fmt.Errorf("cleanup: %w", err)
 				}
+			}
+			if err := fpCleanupOriginRemoved.Hit(); err != nil {
+				return err
 			}
 			if err := s.root.RemoveAll(p); err != nil {
 				return fmt.Errorf("cleanup: removing %s: %w", p, err)
@@ -157,6 +165,9 @@ func (s *Sysroot) Cleanup() error {
 	}
 	if err := boot.CleanBootDirs(s.root, keepBC); err != nil {
 		return fmt.Errorf("cleanup: %w", err)
+	}
+	if err := fpCleanupBeforeRefs.Hit(); err != nil {
+		return err
 	}
 	return s.writeDeploymentRefs()
 }
@@ -213,6 +224,8 @@ func readDirNames(s *Sysroot, dir string) ([]string, error) {
 // PruneRepo deletes the objects of the sysroot repository that no ref
 // reaches (deployment refs, image refs and layer refs included).
 func (s *Sysroot) PruneRepo() (*ostree.PruneResult, error) {
-	// failpoint: cleanup
+	if err := fpPruneBeforeObjects.Hit(); err != nil {
+		return nil, err
+	}
 	return s.Repo.Prune(ostree.PruneOptions{RefsOnly: true})
 }

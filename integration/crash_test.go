@@ -215,7 +215,9 @@ func TestFailpointsList(t *testing.T) {
 }
 
 // TestCrashMatrixCoversEveryPoint fails when the binary lists a point that
-// no kill case reaches, or the matrix names a point the binary lacks.
+// no kill case reaches (crashCases or, for the host commands, hostCrashCases
+// in host_crash_test.go, which must have a case for every deploy-* and
+// boot-* point), or a matrix names a point the binary lacks.
 func TestCrashMatrixCoversEveryPoint(t *testing.T) {
 	setup(t)
 	t.Parallel()
@@ -228,6 +230,22 @@ func TestCrashMatrixCoversEveryPoint(t *testing.T) {
 		if c.action == "kill" {
 			killed[c.point] = true
 		}
+	}
+	hostKilled := map[string]bool{}
+	for _, c := range hostCrashCases {
+		if !slices.Contains(names, c.point) {
+			t.Errorf("the host crash matrix names %q, which `OCITREE_FAILPOINTS=list` does not list", c.point)
+		}
+		killed[c.point] = true
+		hostKilled[c.point] = true
+	}
+	for _, n := range names {
+		if (strings.HasPrefix(n, "deploy-") || strings.HasPrefix(n, "boot-")) && !hostKilled[n] {
+			t.Errorf("host failpoint %q has no case in hostCrashCases (integration/host_crash_test.go): add one", n)
+		}
+	}
+	if n := len(hostUpdatePoints); n < 20 {
+		t.Errorf("the host matrix kills upgrade at %d distinct points, want at least 20", n)
 	}
 	for _, n := range names {
 		if !killed[n] {
