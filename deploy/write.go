@@ -133,7 +133,8 @@ func (s *Sysroot) Cleanup() error {
 				// An etc snapshot whose deployment is gone (undeployed by
 				// libostree, which leaves it).
 				if _, err := s.root.Lstat(dep); errors.Is(err, fs.ErrNotExist) {
-					if err := s.root.Remove(p); err != nil {
+					// Gone already when this loop removed its deployment.
+					if err := s.root.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 						return fmt.Errorf("cleanup: %w", err)
 					}
 				}

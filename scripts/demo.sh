@@ -199,6 +199,37 @@ if command -v ostree >/dev/null 2>&1; then
 	run ostree log --repo="$work/repo" demo/os
 fi
 
+# A Containerfile built by the real buildah, on an OS with a real shell
+# (MiniOS's tools are stand-ins, so 1.0-hello above stays Go-generated).
+if command -v buildah >/dev/null 2>&1 && [ -x /bin/busybox ]; then
+	step "a Containerfile built by buildah on fixtures.BusyboxOS (scripts/demo.Containerfile)"
+	go run ./fixtures/mkfixture busybox "$work/bbroot"
+	run "$bin" repo commit --repo "$work/repo" --branch demo/busybox --subject "busybox OS 1.0" --bootable "$work/bbroot" >/dev/null
+	# buildah names a local image after the layout's path: keep it lowercase.
+	bb=/var/tmp/ocitree-demo-buildah-$$
+	bbclean() { rm -rf "$bb"; cleanup; }
+	trap bbclean EXIT
+	mkdir -p "$bb"
+	run "$bin" encapsulate --repo "$work/repo" demo/busybox "oci:$bb/image:1.0" >/dev/null
+	bah=(buildah --root "$bb/storage" --runroot "$bb/run" --storage-driver vfs)
+	sed -n '/^ARG/,$p' scripts/demo.Containerfile
+	run "${bah[@]}" bud --quiet --isolation chroot --build-arg "BASE=oci:$bb/image:1.0" \
+		-t localhost/demo-built -f scripts/demo.Containerfile scripts >/dev/null
+	run "${bah[@]}" push --quiet localhost/demo-built "oci:$bb/image:1.0-built"
+	merge=$(run "$bin" image pull --progress=never --repo "$work/store" "oci:$bb/image:1.0-built")
+	echo "merge commit $merge"
+	run "$bin" repo checkout --repo "$work/store" --user-mode "$merge" "$work/built"
+	echo "usr/etc/hello.conf: $(cat "$work/built/usr/etc/hello.conf")"
+	echo "usr/etc/motd (appended in place by the RUN): $(tail -n 1 "$work/built/usr/etc/motd")"
+	echo "usr/etc/passwd: $(grep '^demo:' "$work/built/usr/etc/passwd")"
+	[ "$(tail -n 1 "$work/built/usr/etc/motd")" = "built with buildah" ] ||
+		{ echo "the in-place append to /etc/motd did not reach the store" >&2; exit 1; }
+	[ ! -e "$work/built/sysroot/ostree" ] || { echo "sysroot/ostree reached the tree" >&2; exit 1; }
+	if command -v ostree >/dev/null 2>&1; then run ostree fsck --repo="$work/store"; fi
+else
+	step "buildah or busybox-static not installed: no Containerfile build (1.0-hello above is Go-generated)"
+fi
+
 step "host: install 1.0 into a throwaway sysroot directory"
 sysroot="$work/sysroot"
 run "$bin" install --sysroot "$sysroot" --karg root=LABEL=root --karg rw "oci:$work/image:1.0"
@@ -212,7 +243,7 @@ echo "demo-host" >"$dep/etc/hostname"
 run "$bin" config-diff --sysroot "$sysroot"
 run "$bin" switch --sysroot "$sysroot" "oci:$work/image:1.0-hello"
 run "$bin" status --sysroot "$sysroot"
-new=$(ls -d "$sysroot"/ostree/deploy/default/deploy/* | grep -v "^$dep\$" | head -1)
+new=$(ls -d "$sysroot"/ostree/deploy/default/deploy/*.0 | grep -v "^$dep\$" | head -1)
 [ "$(cat "$new/etc/hostname")" = demo-host ] || { echo "the /etc edit was not carried to the new deployment" >&2; exit 1; }
 echo "etc/hostname carried over: $(cat "$new/etc/hostname"); etc/hello.conf from the new image: $(cat "$new/etc/hello.conf" 2>/dev/null | head -1)"
 
