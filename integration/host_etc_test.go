@@ -46,12 +46,7 @@ func TestHostEtcMergeMatchesOstree(t *testing.T) {
 	must(t, ocitree(t, "install", "--sysroot", ours, "--karg", "rw", ref1))
 	ds := assertSameStatus(t, "install", ours)
 	csum1 := strings.SplitN(ds[0].Name, ".", 2)[0]
-	if err := os.Mkdir(theirs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	must(t, ostree(t, "admin", "init-fs", theirs))
-	must(t, ostree(t, "admin", "os-init", "--sysroot="+theirs, "default"))
-	must(t, ostree(t, "pull-local", "--repo="+filepath.Join(theirs, "ostree/repo"), filepath.Join(ours, "ostree/repo"), csum1))
+	stockSysroot(t, theirs, filepath.Join(ours, "ostree/repo"), csum1)
 	must(t, ostree(t, "admin", "deploy", "--sysroot="+theirs, "--os=default", "--karg=rw", csum1))
 
 	edit := func(etc string) {
@@ -113,12 +108,7 @@ func TestHostEtcMergeFileBecameDir(t *testing.T) {
 	must(t, ocitree(t, "install", "--sysroot", ours, ref1))
 	ds := assertSameStatus(t, "install", ours)
 	csum1 := strings.SplitN(ds[0].Name, ".", 2)[0]
-	if err := os.Mkdir(theirs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	must(t, ostree(t, "admin", "init-fs", theirs))
-	must(t, ostree(t, "admin", "os-init", "--sysroot="+theirs, "default"))
-	must(t, ostree(t, "pull-local", "--repo="+filepath.Join(theirs, "ostree/repo"), filepath.Join(ours, "ostree/repo"), csum1))
+	stockSysroot(t, theirs, filepath.Join(ours, "ostree/repo"), csum1)
 	must(t, ostree(t, "admin", "deploy", "--sysroot="+theirs, "--os=default", csum1))
 	for _, s := range []string{ours, theirs} {
 		writeFile(t, filepath.Join(s, "ostree/deploy/default/deploy", csum1+".0", "etc/thing.conf"), "local edit\n")

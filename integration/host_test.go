@@ -418,12 +418,7 @@ func TestHostInstallMatchesOstreeDeploy(t *testing.T) {
 	ds := assertSameStatus(t, "ocitree install", ours)
 	csum1 := strings.SplitN(ds[0].Name, ".", 2)[0]
 
-	if err := os.Mkdir(theirs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	must(t, ostree(t, "admin", "init-fs", theirs))
-	must(t, ostree(t, "admin", "os-init", "--sysroot="+theirs, "default"))
-	must(t, ostree(t, "pull-local", "--repo="+filepath.Join(theirs, "ostree/repo"), filepath.Join(ours, "ostree/repo"), csum1))
+	stockSysroot(t, theirs, filepath.Join(ours, "ostree/repo"), csum1)
 	must(t, ostree(t, append(deployArgs, csum1)...))
 
 	compareSysroots(t, "first deployment", theirs, ours, ds)
@@ -747,12 +742,7 @@ func TestHostKargsD(t *testing.T) {
 	must(t, ocitree(t, "install", "--sysroot", ours, "--karg", "root=LABEL=r", ref1))
 	ds := assertSameStatus(t, "install", ours)
 	csum1 := strings.SplitN(ds[0].Name, ".", 2)[0]
-	if err := os.Mkdir(theirs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	must(t, ostree(t, "admin", "init-fs", theirs))
-	must(t, ostree(t, "admin", "os-init", "--sysroot="+theirs, "default"))
-	must(t, ostree(t, "pull-local", "--repo="+filepath.Join(theirs, "ostree/repo"), filepath.Join(ours, "ostree/repo"), csum1))
+	stockSysroot(t, theirs, filepath.Join(ours, "ostree/repo"), csum1)
 	must(t, ostree(t, "admin", "deploy", "--sysroot="+theirs, "--os=default",
 		"--karg=console=tty0", "--karg=nosmt", "--karg=archonly", "--karg=root=LABEL=r", csum1))
 	compareSysroots(t, "install with kargs.d", theirs, ours, ds)
@@ -914,12 +904,7 @@ func TestHostExampleOSRefusedLikeOstree(t *testing.T) {
 		}
 	}
 	theirs := sysrootDir(t, work, "ostree")
-	if err := os.Mkdir(theirs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	must(t, ostree(t, "admin", "init-fs", theirs))
-	must(t, ostree(t, "admin", "os-init", "--sysroot="+theirs, "default"))
-	must(t, ostree(t, "pull-local", "--repo="+filepath.Join(theirs, "ostree/repo"), repo, csum))
+	stockSysroot(t, theirs, repo, csum)
 	if r := ostree(t, "admin", "deploy", "--sysroot="+theirs, "--os=default", csum); r.code == 0 {
 		t.Errorf("ostree admin deploy accepted exampleos; ocitree's refusal is then wrong:\n%s", r)
 	}
@@ -991,4 +976,17 @@ func TestHostGrub2MatchesGenerator(t *testing.T) {
 	must(t, runCmdEnv(t, env, nil, "ostree", "admin", "deploy", "--sysroot="+theirs, "--os=default", csum2))
 	compareGrub("switch")
 	assertSameBoot(t, "switch with grub2", theirs, ours)
+}
+
+// stockSysroot makes theirs a sysroot with the real ostree (init-fs, os-init
+// of the stateroot "default") and pulls commit csum into its repository from
+// the repository repo, ready for a stock `ostree admin deploy`.
+func stockSysroot(t *testing.T, theirs, repo, csum string) {
+	t.Helper()
+	if err := os.Mkdir(theirs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	must(t, ostree(t, "admin", "init-fs", theirs))
+	must(t, ostree(t, "admin", "os-init", "--sysroot="+theirs, "default"))
+	must(t, ostree(t, "pull-local", "--repo="+filepath.Join(theirs, "ostree/repo"), repo, csum))
 }
