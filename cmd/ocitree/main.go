@@ -31,6 +31,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newRepoCmd(), newEncapsulateCmd(), newUnencapsulateCmd(), newImageCmd())
 	root.AddCommand(hostCommands()...)
 	root.AddCommand(newRootfsCmd(), newFinalizeCmd())
+	root.AddCommand(newRechunkCmd())
 	requireSubcommand(root)
 	return root
 }
