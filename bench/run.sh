@@ -910,7 +910,10 @@ EOF
 	printf '%s' "$how"
 }
 
-ALL_ROWS=(commit checkout encap_gzip encap_zstd pull pull_vs_ostree derived update_bytes)
+# shellcheck source=bench/rows_rechunk.sh
+. "$here/rows_rechunk.sh"
+
+ALL_ROWS=(commit checkout encap_gzip encap_zstd pull pull_vs_ostree derived update_bytes rechunk)
 
 for row in "${ALL_ROWS[@]}"; do
 	selected "$row" && "row_$row"

@@ -59,6 +59,9 @@ func scratchRepo() (*ostree.Repo, string, error) {
 		os.RemoveAll(dir)
 		return nil, "", fmt.Errorf("scratch repository: %w", err)
 	}
+	// Thrown away after the build: no syncfs at commit (ostree's
+	// core.fsync=false, for this process only).
+	r.Config().Set("core", "fsync", "false")
 	return r, dir, nil
 }
 
