@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocitree/ocitree/encap"
 	"github.com/ocitree/ocitree/encap/internal/enctest"
 	"github.com/ocitree/ocitree/fixtures"
 	"github.com/ocitree/ocitree/oci"
@@ -385,4 +386,71 @@ func snapshot(t *testing.T, root string, mapEtc bool) map[string]string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestImageSourceOstree: an ostree image (encapsulate's) is read through the
+// image store's pull, to the commit's own tree; its ostree.components
+// layout seeds the plain image's.
+func TestImageSourceOstree(t *testing.T) {
+	repo := enctest.NewRepo(t, ostree.ModeBareUser)
+	commit, _ := dpkgCommit(t, repo, "")
+	layout := filepath.Join(t.TempDir(), "img")
+	ref, err := oci.ParseRef("oci:" + layout + ":ostree")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := oci.NewWriter(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := encap.Encapsulate(context.Background(), repo, commit, w, encap.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	rd, err := oci.NewReader(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	s, err := ImageSource(context.Background(), rd, ref.ImageString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	a, _ := repo.ReadCommit(commit)
+	b, err := s.Repo.ReadCommit(s.Commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.RootTree != b.RootTree {
+		t.Errorf("pulled root dirtree %s, the commit's %s", b.RootTree, a.RootTree)
+	}
+	if s.Config == nil || s.Labels["ostree.final-diffid"] == "" {
+		t.Fatalf("source config/labels %v", s.Labels)
+	}
+	prior, err := PriorBuild(context.Background(), ref, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := PlanLayers(s.Repo, s.Commit, PlanOptions{Prior: prior})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, l := range plan.Layers {
+		names = append(names, l.Annotation())
+	}
+	// encapsulate put libssl3 and openssl in their own layers; translated,
+	// they are one deb/openssl component, in a layer of its own.
+	if !slices.Contains(names, "deb/openssl") {
+		t.Errorf("layers %q: want deb/openssl alone", names)
+	}
+	out := rechunkTo(t, s.Repo, s.Commit, layout, "plain", Options{Config: s.Config})
+	var cfg v1.Image
+	if err := json.Unmarshal(out.Config, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cfg.Config.Labels["ostree.final-diffid"]; ok {
+		t.Errorf("labels %v keep ostree.final-diffid", cfg.Config.Labels)
+	}
 }
