@@ -147,7 +147,7 @@ every time in the image; with it the output is byte-for-byte reproducible.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "%d layers\n", len(res.Layers))
+			fmt.Fprintf(os.Stderr, "rechunk: wrote %d layers\n", len(res.Layers))
 			fmt.Println(res.ManifestDigest)
 			return nil
 		},
