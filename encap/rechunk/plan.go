@@ -292,7 +292,11 @@ func chunkahComponents(repo *ostree.Repo, tree *treeInfo, objs []ostree.ContentO
 			info[n] = a
 		}
 		a.freq = max(a.freq, c.ChangeFrequency)
-		a.exclusive = a.exclusive || c.Exclusive
+		// The package database gets a layer of its own too: it changes with
+		// every package update, and merged with other always-changing
+		// content (big unclaimed files, which pack may join at no cost) it
+		// would drag that into every update.
+		a.exclusive = a.exclusive || c.Exclusive || n == PackageDatabaseComponent
 		for _, o := range c.Objects {
 			owner[o] = n
 		}

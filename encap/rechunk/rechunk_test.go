@@ -155,6 +155,9 @@ func TestRechunkDpkgOS(t *testing.T) {
 			t.Errorf("no layer names component %s (have %v)", want, seen)
 		}
 	}
+	if owner["var/lib/dpkg/status"] != PackageDatabaseComponent {
+		t.Errorf("the dpkg status is in the layer of %q, want %s alone", owner["var/lib/dpkg/status"], PackageDatabaseComponent)
+	}
 	for p, want := range map[string]string{
 		"usr/bin/bash":        "deb/bash",
 		"etc/passwd":          UnclaimedComponent,
