@@ -50,7 +50,7 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 # The pull rows need a local registry, skopeo and umoci (and curl to probe the servers).
 case ",${BENCH_ONLY:-pull}," in
-*,pull,* | *,pull_vs_ostree,*)
+*,pull,* | *,pull_vs_ostree,* | *,upgrade,*)
 	command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 	command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
 	command -v umoci >/dev/null 2>&1 || missing+=(umoci)
@@ -910,7 +910,11 @@ EOF
 	printf '%s' "$how"
 }
 
-ALL_ROWS=(commit checkout encap_gzip encap_zstd pull pull_vs_ostree derived update_bytes)
+# The host rows (deploy, upgrade) are in bench/rows_host.sh.
+# shellcheck source=bench/rows_host.sh
+source "$here/rows_host.sh"
+
+ALL_ROWS=(commit checkout encap_gzip encap_zstd pull pull_vs_ostree derived update_bytes deploy upgrade)
 
 for row in "${ALL_ROWS[@]}"; do
 	selected "$row" && "row_$row"
