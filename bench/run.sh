@@ -50,7 +50,7 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 # The pull rows need a local registry, skopeo and umoci (and curl to probe the servers).
 case ",${BENCH_ONLY:-pull}," in
-*,pull,* | *,pull_vs_ostree,*)
+*,pull,* | *,pull_vs_ostree,* | *,upgrade,*)
 	command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 	command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
 	command -v umoci >/dev/null 2>&1 || missing+=(umoci)
@@ -910,10 +910,13 @@ EOF
 	printf '%s' "$how"
 }
 
-# shellcheck source=bench/rows_rechunk.sh
-. "$here/rows_rechunk.sh"
+# Rows kept in files of their own: bench/rows_*.sh (rechunk; deploy, upgrade; ...).
+for rows in "$here"/rows_*.sh; do
+	# shellcheck source=/dev/null
+	. "$rows"
+done
 
-ALL_ROWS=(commit checkout encap_gzip encap_zstd pull pull_vs_ostree derived update_bytes rechunk)
+ALL_ROWS=(commit checkout encap_gzip encap_zstd pull pull_vs_ostree derived update_bytes rechunk deploy upgrade)
 
 for row in "${ALL_ROWS[@]}"; do
 	selected "$row" && "row_$row"

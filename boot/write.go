@@ -531,12 +531,26 @@ func replaceSymlink(root *os.Root, name, target string) error {
 // fullSync flushes the filesystems of the sysroot and of boot/ (syncfs on
 // each; libostree 2022.7 also freezes /boot and calls sync(), which a tool
 // that may run on a shared build host does not do).
+//
+// boot/ is synced only when it is another filesystem: a second syncfs of
+// the same one would wait for the journal again for nothing.
 func fullSync(root *os.Root) error {
-	for _, p := range []string{".", "boot"} {
+	var first uint64
+	for i, p := range []string{".", "boot"} {
 		f, err := root.Open(p)
 		if err != nil {
 			return fmt.Errorf("sync %s: %w", p, err)
 		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			f.Close()
+			return fmt.Errorf("sync %s: %w", p, err)
+		}
+		if i == 1 && st.Dev == first {
+			f.Close()
+			break
+		}
+		first = st.Dev
 		err = unix.Syncfs(int(f.Fd()))
 		f.Close()
 		if err != nil {

@@ -198,6 +198,12 @@ func (s *Sysroot) update(ctx context.Context, merge *Deployment, imgref string, 
 	if err != nil {
 		return nil, err
 	}
+	return s.deployPulled(merge, imgref, img, opts)
+}
+
+// deployPulled deploys the pulled image img (of imgref) over merge (kernel
+// arguments and /etc carried), writes the list and prunes.
+func (s *Sysroot) deployPulled(merge *Deployment, imgref string, img *PulledImage, opts UpdateOptions) (*UpdateResult, error) {
 	res := &UpdateResult{Image: img}
 	if img.Commit == merge.Checksum && merge.ImageRef() == img.Origin {
 		// No update; but a run killed after its boot/loader swap left
@@ -284,9 +290,9 @@ func (s *Sysroot) carryKargs(merge *Deployment, info *CommitInfo) (*string, erro
 // pruneAll drops images no deployment uses, their layer refs, and the
 // objects nothing reaches any more.
 func (s *Sysroot) pruneAll() error {
-	keep := map[ostree.Checksum]bool{}
-	for _, d := range s.Deployments {
-		keep[d.Checksum] = true
+	keep, err := s.keepCommits()
+	if err != nil {
+		return err
 	}
 	if err := fpPruneBeforeImages.Hit(); err != nil {
 		return err

@@ -124,9 +124,9 @@ func (s *Sysroot) FullCleanup() (*ostree.PruneResult, []string, error) {
 	if err := s.Cleanup(); err != nil {
 		return nil, nil, err
 	}
-	keep := map[ostree.Checksum]bool{}
-	for _, d := range s.Deployments {
-		keep[d.Checksum] = true
+	keep, err := s.keepCommits()
+	if err != nil {
+		return nil, nil, err
 	}
 	removed, err := PruneImages(s.Repo, keep)
 	if err != nil {

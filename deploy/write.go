@@ -61,6 +61,12 @@ func (s *Sysroot) WriteDeployments(list []*Deployment) error {
 		return err
 	}
 	st, err := boot.Write(s.root, s.State, cur, nl, boot.DetectBootloader(s.root))
+	if err != nil && st != s.State {
+		// boot.Write failed after its commit point (the boot/loader or
+		// ostree/boot.N swap): the new list boots, only the sync after
+		// it and the cleanup are missing.
+		return fmt.Errorf("the new boot configuration is in place (it boots next), but finishing it failed: %w; run `ocitree cleanup --sysroot %s` to complete the cleanup", err, s.Path)
+	}
 	if err != nil {
 		return fmt.Errorf("writing the boot configuration: %w; the previous one is still in place", err)
 	}

@@ -253,9 +253,10 @@ func newUpgradeCmd() *cobra.Command {
 		check, apply, unchanged77 bool
 		tlsVerify                 bool
 		downloadOnly              bool
+		fromDownloaded            bool
 	)
 	cmd := &cobra.Command{
-		Use:   "upgrade [--sysroot DIR] [--check]",
+		Use:   "upgrade [--sysroot DIR] [--check | --download-only | --from-downloaded]",
 		Short: "Pull the tracked image and deploy it when it changed",
 		Long: `Pull the image the merge deployment's origin tracks
 (container-image-reference) and, when its merge commit differs from the
@@ -268,16 +269,24 @@ Nothing in the sysroot changes except the image's cached-update metadata
 (shown as cachedUpdate by status). With
 --unchanged-exit-77 a run with nothing to do exits 77. --apply reboots
 (systemctl reboot, or the command line in $OCITREE_REBOOT_COMMAND) when a
-new deployment was written, and only then.`,
+new deployment was written, and only then. --download-only pulls the image
+into the sysroot's store (layers, merge commit) and deploys nothing; the
+store keeps it while a deployment tracks its reference, and
+--from-downloaded later deploys it without any network access (a plain
+upgrade then fetches only the manifest and config).`,
 		Example: `  ocitree upgrade
+  ocitree upgrade --download-only && ocitree upgrade --from-downloaded --apply
   ocitree upgrade --check --sysroot /mnt/root`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if downloadOnly {
-				return usagef("--download-only is not supported yet")
-			}
 			if apply && check {
 				return usagef("--apply and --check exclude each other")
+			}
+			if n := countTrue(check, downloadOnly, fromDownloaded); n > 1 {
+				return usagef("--check, --download-only and --from-downloaded exclude each other")
+			}
+			if apply && downloadOnly {
+				return usagef("--apply and --download-only exclude each other (--download-only deploys nothing)")
 			}
 			var res *deploy.UpdateResult
 			err := withSysroot(sysroot, func(s *deploy.Sysroot) error {
@@ -305,8 +314,22 @@ new deployment was written, and only then.`,
 					}
 					return nil
 				}
+				uo := deploy.UpdateOptions{Log: cmd.ErrOrStderr(), Fetch: fetchOpts(tlsVerify)}
+				if downloadOnly {
+					r, err := s.DownloadUpdate(ctx, uo)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.ErrOrStderr(), "Downloaded %s (%s, %d layers, %d bytes fetched); nothing deployed: `ocitree upgrade --from-downloaded` deploys it without fetching\n",
+						r.Image.Origin, r.Image.ManifestDigest, r.Image.LayersFetched, r.Image.BytesFetched)
+					return nil
+				}
 				var err error
-				res, err = s.Upgrade(ctx, deploy.UpdateOptions{Log: cmd.ErrOrStderr(), Fetch: fetchOpts(tlsVerify)})
+				if fromDownloaded {
+					res, err = s.UpgradeFromDownloaded(uo)
+				} else {
+					res, err = s.Upgrade(ctx, uo)
+				}
 				if err != nil {
 					return err
 				}
@@ -326,7 +349,8 @@ new deployment was written, and only then.`,
 	f := cmd.Flags()
 	f.BoolVar(&check, "check", false, "only fetch the manifest and config and print what an upgrade would download")
 	f.BoolVar(&apply, "apply", false, "reboot (systemctl reboot, or $"+rebootEnv+") when a new deployment was written")
-	f.BoolVar(&downloadOnly, "download-only", false, "stage without making it the default (not supported yet)")
+	f.BoolVar(&downloadOnly, "download-only", false, "pull the image into the store and deploy nothing")
+	f.BoolVar(&fromDownloaded, "from-downloaded", false, "deploy the image --download-only pulled, without fetching")
 	f.BoolVar(&unchanged77, "unchanged-exit-77", false, "exit 77 when there is nothing to do")
 	f.StringVar(&format, "format", "human", "output of --check: human or json")
 	tlsFlag(cmd, &tlsVerify)
@@ -406,4 +430,15 @@ func printUpdateCheck(w io.Writer, uc *deploy.UpdateCheck) {
 		return strings.Join(s, ", ")
 	}
 	fmt.Fprintf(w, "  changed: %s; added: %s; removed: %s\n", list(uc.Changed), list(uc.Added), list(uc.Removed))
+}
+
+// countTrue counts the flags that are set.
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }
