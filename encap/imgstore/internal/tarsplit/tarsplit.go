@@ -24,8 +24,10 @@ import (
 	"fmt"
 	"hash/crc64"
 	"io"
+	"strings"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/ocitree/ocitree/encap/tarrules"
 	tstar "github.com/vbatts/tar-split/archive/tar"
 	"github.com/vbatts/tar-split/tar/storage"
 )
@@ -184,6 +186,9 @@ func (s *Recorder) run(src io.Reader) error {
 // CPU): the rebuilt tar is checked against the diff_id instead, and a
 // record that carries CRCs (tar-split's own) is still checked by them.
 func (s *Recorder) file(hdr *tstar.Header, tr *tstar.Reader) error {
+	if err := notSparse(hdr); err != nil {
+		return err
+	}
 	e := storage.Entry{Type: storage.FileType}
 	e.SetName(hdr.Name)
 	if hdr.Size > 0 && s.inline != nil && s.inline(hdr.Name) && s.failed == nil {
@@ -214,6 +219,20 @@ func (s *Recorder) file(hdr *tstar.Header, tr *tstar.Reader) error {
 		s.payloads = append(s.payloads, splitPayload{Name: hdr.Name, Size: n})
 	}
 	return s.add(e)
+}
+
+// notSparse refuses a sparse entry before its payload is read: the tar
+// reader expands the holes, so a few KiB of input could be a terabyte of
+// zeros to count (no layer the store takes may hold one anyway).
+func notSparse(hdr *tstar.Header) error {
+	sparse := hdr.Typeflag == tstar.TypeGNUSparse
+	for k := range hdr.PAXRecords {
+		sparse = sparse || strings.HasPrefix(k, "GNU.sparse.")
+	}
+	if sparse {
+		return fmt.Errorf("%.200s: sparse files are not supported: %w", hdr.Name, tarrules.ErrEntryRefused)
+	}
+	return nil
 }
 
 // Bytes returns the finished record (gzip-compressed JSON lines).
