@@ -42,6 +42,15 @@ const (
 	maxInlineTotal   = 8 << 20
 )
 
+// MaxTrailing is the most bytes a layer may carry after its tar
+// end-of-archive blocks. GNU tar pads an archive to its record size (10 KiB
+// by default, 64 KiB with -b 128); Go's writer adds nothing.
+const MaxTrailing = 1 << 20
+
+// ErrTrailingData: a layer carries more than MaxTrailing bytes after the
+// end of its tar.
+var ErrTrailingData = errors.New("too much data after the end of the tar")
+
 // splitPayload is one payload a record references: the n-th file entry with
 // a non-empty payload that was not kept inline.
 type splitPayload struct {
@@ -163,10 +172,18 @@ func (s *Recorder) run(src io.Reader) error {
 			return err
 		}
 	}
-	// Bytes after the end-of-archive blocks belong to the diff_id too.
+	// Bytes after the end-of-archive blocks belong to the diff_id too, so
+	// they are kept in the record (in memory until the layer is done): a
+	// few blocks of padding from tools that write whole records, never a
+	// payload's worth.
 	buf := make([]byte, 64<<10)
+	var trailing int64
 	for {
 		n, err := src.Read(buf)
+		trailing += int64(n)
+		if trailing > MaxTrailing {
+			return fmt.Errorf("more than %d bytes after the tar end-of-archive; the limit is %d: %w", MaxTrailing, MaxTrailing, ErrTrailingData)
+		}
 		if n > 0 {
 			if err := s.segment(buf[:n]); err != nil {
 				return err
