@@ -9,10 +9,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/ocitree/ocitree/encap/tarrules"
+	"github.com/ocitree/ocitree/ostree"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -161,5 +163,53 @@ func TestPullRefusesHostileOstreeLayerEntries(t *testing.T) {
 				t.Errorf("legitimate pull after the hostile image: %+v, %v", res, err)
 			}
 		})
+	}
+}
+
+// TestPullXattrOverFileSystemLimit: an xattr under the entry rules' 64 KiB
+// but over what the store's file system holds (about 4 KiB on ext4) is
+// refused with the entry, the size and the file system's limit named
+// (ostree.ErrXattrTooLarge), not "no space left on device"; the store
+// stays sound and the image stored before pulls again (issue 11, class 5).
+func TestPullXattrOverFileSystemLimit(t *testing.T) {
+	src := storeRepo(t)
+	ca := storeCommit(t, src, storeFiles(), 1700000000)
+	dir := filepath.Join(t.TempDir(), "layout")
+	img := storeEncap(t, src, ca, dir, "v1", nil)
+	repo := storeRepo(t)
+	limit, err := repo.XattrLimit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := min(limit+1, tarrules.MaxXattrBytes)
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	tw.WriteHeader(&tar.Header{Name: "usr/share/x", Typeflag: tar.TypeReg, Mode: 0o644, PAXRecords: map[string]string{"SCHILY.xattr.user.big": strings.Repeat("x", size)}})
+	tw.Close()
+	storeDerive(t, dir, img, tb.Bytes(), "h")
+	if _, err := pullAs(t, repo, dir, "v1", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	before := refMap(t, repo)
+	_, err = pullAs(t, repo, dir, "h", "h")
+	if limit >= tarrules.MaxXattrBytes {
+		t.Logf("the file system holds %d bytes: accepted (%v)", limit, err)
+	} else {
+		for _, w := range []string{"usr/share/x", "user.big, is " + strconv.Itoa(size) + " bytes", "the limit of the store's file system is " + strconv.Itoa(limit)} {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Fatalf("pull: %v, want an error with %q", err, w)
+			}
+		}
+		t.Logf("refused: %v", err)
+		if !errors.Is(err, ostree.ErrXattrTooLarge) {
+			t.Errorf("%v does not wrap ErrXattrTooLarge", err)
+		}
+		if after := refMap(t, repo); len(after) != len(before) {
+			t.Errorf("refs changed: %d -> %d", len(before), len(after))
+		}
+	}
+	storeSound(t, repo)
+	if res, err := pullAs(t, repo, dir, "v1", "again"); err != nil || res.BaseCommit != ca {
+		t.Errorf("legitimate pull after the hostile image: %+v, %v", res, err)
 	}
 }
