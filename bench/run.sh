@@ -910,7 +910,11 @@ EOF
 	printf '%s' "$how"
 }
 
-ALL_ROWS=(commit checkout encap_gzip encap_zstd pull pull_vs_ostree derived update_bytes)
+# Rows kept in their own files.
+# shellcheck source=bench/rows_hostile.sh
+source "$here/rows_hostile.sh"
+
+ALL_ROWS=(commit checkout encap_gzip encap_zstd pull pull_vs_ostree derived update_bytes hostile_deep hostile_many)
 
 for row in "${ALL_ROWS[@]}"; do
 	selected "$row" && "row_$row"
