@@ -1,10 +1,13 @@
 package integration
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,6 +69,36 @@ func addLayoutEntry(t *testing.T, layout string, d v1.Descriptor, tag string) {
 	if err := os.WriteFile(p, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// junkBlob stores an uncompressed layer blob: head, then n pseudo-random
+// bytes, streamed.
+func junkBlob(t *testing.T, layout string, head []byte, n int) v1.Descriptor {
+	t.Helper()
+	tmp := filepath.Join(layout, "blobs", "junk.tmp")
+	f, err := os.Create(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dg := digest.SHA256.Digester()
+	w := io.MultiWriter(f, dg.Hash())
+	w.Write(head)
+	rnd := rand.New(rand.NewPCG(11, 12))
+	chunk := make([]byte, 1<<20)
+	for left := n; left > 0; left -= len(chunk) {
+		for i := 0; i < len(chunk); i += 8 {
+			binary.LittleEndian.PutUint64(chunk[i:], rnd.Uint64())
+		}
+		w.Write(chunk[:min(left, len(chunk))])
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d := dg.Digest()
+	if err := os.Rename(tmp, filepath.Join(layout, "blobs", "sha256", d.Encoded())); err != nil {
+		t.Fatal(err)
+	}
+	return v1.Descriptor{MediaType: v1.MediaTypeImageLayer, Digest: d, Size: int64(len(head) + n)}
 }
 
 // padBlob stores the JSON of v followed by n spaces (still valid JSON)
@@ -137,6 +170,30 @@ func TestPullHostileMemory(t *testing.T) {
 			d := padBlob(t, layout, v1.MediaTypeImageManifest, m, big+1)
 			d.Size = 1000
 			addLayoutEntry(t, layout, d, "h-big-manifest-small-descriptor")
+		}},
+		{"junk after the tar", "after the tar end-of-archive; the limit is 1048576", func(t *testing.T) {
+			// A derived layer of one file and 12 MB of incompressible
+			// bytes after its end (90 MiB of RSS before the limit).
+			var tb bytes.Buffer
+			tw := tar.NewWriter(&tb)
+			tw.WriteHeader(&tar.Header{Name: "usr/share/j", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1})
+			tw.Write([]byte("j"))
+			tw.Close()
+			ld := junkBlob(t, layout, tb.Bytes(), 12<<20)
+			var cfg v1.Image
+			b, err := os.ReadFile(filepath.Join(layout, "blobs", "sha256", m.Config.Digest.Encoded()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &cfg); err != nil {
+				t.Fatal(err)
+			}
+			cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, ld.Digest)
+			cfg.History = append(cfg.History, v1.History{CreatedBy: "RUN junk"})
+			hm := m
+			hm.Layers = append(append([]v1.Descriptor{}, m.Layers...), ld)
+			hm.Config = padBlob(t, layout, v1.MediaTypeImageConfig, cfg, 0)
+			addLayoutEntry(t, layout, padBlob(t, layout, v1.MediaTypeImageManifest, hm, 0), "h-junk-after-the-tar")
 		}},
 		{"big config", "the limit is 4194304 bytes", func(t *testing.T) {
 			cfg := padBlob(t, layout, v1.MediaTypeImageConfig, map[string]any{"architecture": "amd64", "os": "linux"}, big)

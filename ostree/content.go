@@ -160,7 +160,7 @@ func (t *Txn) bareSymlink(rel string, meta *FileMeta) error {
 	p := "/proc/self/fd/" + strconv.Itoa(t.stageFd) + "/" + rel
 	for _, x := range meta.Xattrs {
 		if err := unix.Lsetxattr(p, x.Name, x.Value, 0); err != nil {
-			return fmt.Errorf("setting xattr %s on symlink object: %w", x.Name, err)
+			return fmt.Errorf("symlink object: %w", t.r.xattrError(x.Name, len(x.Value), nil, err))
 		}
 	}
 	return nil
@@ -285,7 +285,7 @@ func (t *Txn) finishContent(f *os.File, meta *FileMeta) error {
 		}
 		for _, x := range meta.Xattrs {
 			if err := unix.Fsetxattr(fd, x.Name, x.Value, 0); err != nil {
-				return fmt.Errorf("setting xattr %s on object: %w", x.Name, err)
+				return t.r.xattrError(x.Name, len(x.Value), nil, err)
 			}
 		}
 		return zeroMtime(fd)
@@ -295,7 +295,7 @@ func (t *Txn) finishContent(f *os.File, meta *FileMeta) error {
 			return err
 		}
 		if err := unix.Fsetxattr(fd, "user.ostreemeta", um, 0); err != nil {
-			return fmt.Errorf("setting user.ostreemeta: %w", err)
+			return t.r.xattrError("user.ostreemeta", len(um), meta.Xattrs, err)
 		}
 		if perm := t.createPerm(meta); !meta.IsSymlink() && t.needsChmod(perm) {
 			if err := unix.Fchmod(fd, perm); err != nil {

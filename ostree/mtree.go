@@ -3,6 +3,7 @@ package ostree
 import (
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // MutableTree is a directory being built for a commit: file entries map to
@@ -77,7 +78,9 @@ func (m *MutableTree) EnsureDir(name string) (*MutableTree, error) {
 	}
 	delete(m.files, name)
 	d := NewMutableTree()
-	m.dirs[name] = d
+	// A copy: name may be part of a longer string (a tar entry's whole
+	// path) that the key would keep alive.
+	m.dirs[strings.Clone(name)] = d
 	return d, nil
 }
 
@@ -112,7 +115,11 @@ func (m *MutableTree) SetFileSlot(name string, slot *Checksum) error {
 		return err
 	}
 	delete(m.dirs, name)
-	m.files[name] = slot
+	if _, ok := m.files[name]; ok {
+		m.files[name] = slot
+	} else {
+		m.files[strings.Clone(name)] = slot // as in EnsureDir
+	}
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -119,6 +120,22 @@ func NewCompressor(w io.Writer, c Compression) (io.WriteCloser, error) {
 	return nil, fmt.Errorf("compression %q is not supported", c)
 }
 
+// MaxZstdWindow is the largest zstd window a layer may declare: libzstd's
+// default limit (ZSTD_WINDOWLOG_LIMIT_DEFAULT, 2²⁷), which zstd --long and
+// --ultra -22 stay within.
+const MaxZstdWindow = 1 << 27
+
+// zstdReader names the window limit when a frame is over it.
+type zstdReader struct{ io.ReadCloser }
+
+func (z zstdReader) Read(p []byte) (int, error) {
+	n, err := z.ReadCloser.Read(p)
+	if errors.Is(err, zstd.ErrWindowSizeExceeded) {
+		err = fmt.Errorf("zstd frame declares a window over the limit of %d bytes: %w", MaxZstdWindow, err)
+	}
+	return n, err
+}
+
 // Decompress returns the uncompressed stream of a layer blob of mediaType
 // (gzip, zstd or plain tar, OCI or Docker).
 func Decompress(r io.Reader, mediaType string) (io.ReadCloser, error) {
@@ -133,11 +150,14 @@ func Decompress(r io.Reader, mediaType string) (io.ReadCloser, error) {
 		}
 		return zr, nil
 	case strings.HasSuffix(mediaType, "+zstd"):
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+		// The frame header's window size is a length field: the decoder
+		// keeps that much history, so it is capped as libzstd caps it by
+		// default (ostree-ext decodes with libzstd).
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(MaxZstdWindow))
 		if err != nil {
 			return nil, fmt.Errorf("zstd: %w", err)
 		}
-		return zr.IOReadCloser(), nil
+		return zstdReader{zr.IOReadCloser()}, nil
 	case mediaType == v1.MediaTypeImageLayer, mediaType == "application/vnd.docker.image.rootfs.diff.tar":
 		return io.NopCloser(r), nil
 	}

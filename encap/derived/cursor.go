@@ -1,6 +1,7 @@
 package derived
 
 import (
+	"strings"
 	"unsafe"
 
 	"github.com/ocitree/ocitree/ostree"
@@ -49,7 +50,10 @@ func (s *pathStack) push(name string) {
 		s.buf = append(s.buf, '/')
 	}
 	s.buf = append(s.buf, name...)
-	s.names = append(s.names, name)
+	// A copy: name is part of its entry's whole name, and a component
+	// kept for the later entries below it would keep that alive (one name
+	// per level of a 10,000-deep chain: 100 MB).
+	s.names = append(s.names, strings.Clone(name))
 	s.ends = append(s.ends, len(s.buf))
 }
 

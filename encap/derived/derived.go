@@ -460,7 +460,9 @@ func (a *derivedApplier) markAdded(mapped []string) {
 				n.kids = map[string]*addedNode{}
 			}
 			k = &addedNode{}
-			n.kids[p] = k
+			// A copy: p is part of the entry's whole name, which a
+			// key would keep alive (a 10,000-deep chain: 100 MB).
+			n.kids[strings.Clone(p)] = k
 		}
 		n = k
 		c.path.push(p)

@@ -115,8 +115,9 @@ func TestLayerLimitBomb(t *testing.T) {
 			[]string{`tar entry "usr/share/zeros0" declaring 52428800 bytes`, "limit of 10485760", "MaxLayerUncompressed"}},
 		{"entries adding up over MaxLayerUncompressed", "many", manyDesc, 10 << 20, 1000, 1 << 30,
 			[]string{`tar entry "usr/share/zeros9" declaring 1048576 bytes`, "limit of 10485760", "MaxLayerUncompressed"}},
-		{"zeros after the tar over MaxLayerUncompressed", "trailing", trailDesc, 10 << 20, 1000, 1 << 30,
-			[]string{"uncompressed stream exceeds the limit of 10485760", "MaxLayerUncompressed"}},
+		// Under tarsplit.MaxTrailing: trailing bytes count towards the layer.
+		{"zeros after the tar over MaxLayerUncompressed", "trailing", trailDesc, 512 << 10, 1000, 1 << 30,
+			[]string{"uncompressed stream exceeds the limit of 524288", "MaxLayerUncompressed"}},
 		{"compression ratio", "many", manyDesc, 64 << 30, 100, 1 << 20,
 			[]string{"exceeds the limit of " + strconv.FormatInt(100*manyDesc.Size, 10), "100× its compressed size of " + strconv.FormatInt(manyDesc.Size, 10)}},
 	} {

@@ -11,7 +11,7 @@ import (
 )
 
 // FuzzImportChunkLayer feeds arbitrary tar streams to the ostree-layer
-// importer (issue 11, class 7): no panic, nothing written outside the
+// importer, as a chunk or a commit layer (issue 11, class 7): no panic, nothing written outside the
 // repository. `go test` runs the seed corpus only; `make fuzz` runs it for
 // minutes.
 func FuzzImportChunkLayer(f *testing.F) {
@@ -28,11 +28,14 @@ func FuzzImportChunkLayer(f *testing.F) {
 		return b.Bytes()
 	}
 	obj := "sysroot/ostree/repo/objects/ab/" + string(bytes.Repeat([]byte("c"), 62)) + ".file"
-	f.Add(mk(tar.Header{Name: "sysroot/", Typeflag: tar.TypeDir, Mode: 0o755}, tar.Header{Name: obj, Typeflag: tar.TypeReg, Mode: 0o644, Size: 3}))
-	f.Add(mk(tar.Header{Name: "../escape", Typeflag: tar.TypeReg, Size: 1}))
-	f.Add(mk(tar.Header{Name: obj, Typeflag: tar.TypeSymlink, Linkname: "/etc/shadow"}))
-	f.Add([]byte("garbage"))
-	f.Fuzz(func(t *testing.T, layer []byte) {
+	f.Add(mk(tar.Header{Name: "sysroot/", Typeflag: tar.TypeDir, Mode: 0o755}, tar.Header{Name: obj, Typeflag: tar.TypeReg, Mode: 0o644, Size: 3}), false)
+	f.Add(mk(tar.Header{Name: "../escape", Typeflag: tar.TypeReg, Size: 1}), false)
+	f.Add(mk(tar.Header{Name: obj, Typeflag: tar.TypeSymlink, Linkname: "/etc/shadow"}), true)
+	f.Add(mk(tar.Header{Name: "usr/s", Typeflag: tar.TypeSymlink, Linkname: "/etc"}, tar.Header{Name: "usr/s/x", Typeflag: tar.TypeReg, Size: 1}), false)
+	f.Add(mk(tar.Header{Name: obj, Typeflag: tar.TypeReg, Size: 1}, tar.Header{Name: "usr/a", Typeflag: tar.TypeLink, Linkname: obj}, tar.Header{Name: "usr/a", Typeflag: tar.TypeLink, Linkname: "usr/b"}), false)
+	f.Add(mk(tar.Header{Name: "sysroot/ostree/repo/objects/ab/" + string(bytes.Repeat([]byte("c"), 62)) + ".commit", Typeflag: tar.TypeReg, Size: 8}), true)
+	f.Add([]byte("garbage"), true)
+	f.Fuzz(func(t *testing.T, layer []byte, commit bool) {
 		top := t.TempDir()
 		mode := ostree.ModeBareUserOnly
 		if os.Geteuid() == 0 {
@@ -48,7 +51,11 @@ func FuzzImportChunkLayer(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer txn.Abort()
-		_, _ = ImportChunkLayerObjects(txn, bytes.NewReader(layer))
+		if commit {
+			_, _ = ImportCommitLayer(txn, bytes.NewReader(layer))
+		} else {
+			_, _ = ImportChunkLayerObjects(txn, bytes.NewReader(layer))
+		}
 		ents, err := os.ReadDir(top)
 		if err != nil {
 			t.Fatal(err)

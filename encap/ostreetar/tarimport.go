@@ -23,6 +23,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/ocitree/ocitree/encap/tarrules"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/ocitree/ocitree/ostree/gvariant"
 )
@@ -76,6 +77,7 @@ type pendingLink struct {
 type importer struct {
 	txn        *ostree.Txn
 	commitMode bool
+	rules      *tarrules.Layer
 
 	commit     ostree.Checksum
 	haveCommit bool
@@ -90,6 +92,7 @@ func newImporter(txn *ostree.Txn, commitMode bool) *importer {
 	return &importer{
 		txn:        txn,
 		commitMode: commitMode,
+		rules:      tarrules.NewLayer(),
 		xattrs:     map[ostree.Checksum][]ostree.Xattr{},
 		files:      map[ostree.Checksum]bool{},
 	}
@@ -172,9 +175,34 @@ func parseObjectPath(p string) (ostree.Checksum, string, error) {
 	return c, p[66:], nil
 }
 
+// entryName is an entry's name for messages, cut short: a PAX name may be
+// up to a MiB long.
+func entryName(name string) string {
+	if len(name) > 200 {
+		return name[:200] + "…"
+	}
+	return name
+}
+
 func (im *importer) entry(tr *tar.Reader, hdr *tar.Header) error {
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil // not an entry (git archive writes one)
+	}
+	// Every entry passes the layer rules, those the importer ignores too:
+	// a container runtime unpacks the same layer.
+	if _, err := im.rules.Entry(hdr); err != nil {
+		return fmt.Errorf("%s: %w", entryName(hdr.Name), err)
+	}
+	// The raw name, as ostree-ext matches it: ./sysroot/... is outside.
 	rel, ok := strings.CutPrefix(hdr.Name, repoPrefix)
-	if !ok || hdr.Typeflag == tar.TypeDir {
+	if !ok {
+		return nil
+	}
+	if hdr.Typeflag == tar.TypeDir {
+		rel = strings.TrimSuffix(rel, "/")
+		if op, ok := strings.CutPrefix(rel, "objects/"); ok && (len(op) != 2 || !isHex(op)) {
+			return fmt.Errorf("%s: bad object path: a directory below objects/ must be objects/XX: %w", hdr.Name, tarrules.ErrEntryRefused)
+		}
 		return nil
 	}
 	if strings.HasPrefix(rel, "xattrs/") {
@@ -186,7 +214,7 @@ func (im *importer) entry(tr *tar.Reader, hdr *tar.Header) error {
 	}
 	c, sfx, err := parseObjectPath(op)
 	if err != nil {
-		return fmt.Errorf("%s: bad object path: %w", hdr.Name, err)
+		return fmt.Errorf("%s: bad object path: %w: %w", hdr.Name, err, tarrules.ErrEntryRefused)
 	}
 	if im.commitMode && !im.haveCommit && sfx != sfxCommit {
 		return fmt.Errorf("%s: missing .commit: the first object of a commit layer must be its .commit", hdr.Name)
@@ -220,7 +248,16 @@ func (im *importer) entry(tr *tar.Reader, hdr *tar.Header) error {
 	case "file.xattrs":
 		return fmt.Errorf("%s: tar format v0 (.file.xattrs) is not supported", hdr.Name)
 	}
-	return fmt.Errorf("%s: bad object path: unknown object type %q", hdr.Name, sfx)
+	return fmt.Errorf("%s: bad object path: unknown object type %q: %w", hdr.Name, sfx, tarrules.ErrEntryRefused)
+}
+
+func isHex(s string) bool {
+	for i := range len(s) {
+		if !strings.ContainsRune("0123456789abcdef", rune(s[i])) {
+			return false
+		}
+	}
+	return true
 }
 
 func mismatch(path string, expected, actual ostree.Checksum) error {

@@ -222,7 +222,7 @@ func TestImportBadInput(t *testing.T) {
 				i := findEntry(t, es, handObjectPath(fx.c, "commit"))
 				return insertEntries(es, len(es), es[i])
 			})
-		}, []string{handObjectPath(fx.c, "commit"), "second .commit"}},
+		}, []string{handObjectPath(fx.c, "commit"), "duplicate entry"}},
 		{"commitmeta of another commit", false, func(t *testing.T) []byte {
 			return rewrite(t, fx.commit, func(es []tarEntry) []tarEntry {
 				return insertEntries(es, findEntry(t, es, handObjectPath(fx.c, "commit"))+1, fileEntry(handObjectPath(other, "commitmeta"), tar.TypeReg, ""))
@@ -254,28 +254,35 @@ func TestImportBadInput(t *testing.T) {
 		}, []string{handObjectPath(fx.cm.RootTree, "dirtree"), "metadata object in a chunk layer"}},
 		{"xattrs link for a different object", false, func(t *testing.T) []byte {
 			return rewrite(t, fx.commit, func(es []tarEntry) []tarEntry {
-				es[findEntry(t, es, fx.link("/usr/bin/tool"))].Name = fx.link("/usr/lib/big")
+				es[findEntry(t, es, fx.link("/usr/bin/tool"))].Name = handObjectPath(other, "file-xattrs-link")
 				return es
 			})
-		}, []string{fx.file("/usr/bin/tool"), "object mismatch", fx.byPath["/usr/lib/big"].String()}},
+		}, []string{fx.file("/usr/bin/tool"), "object mismatch", other.String()}},
 		{"dangling xattrs link", true, func(t *testing.T) []byte {
 			return rewrite(t, fx.chunk, func(es []tarEntry) []tarEntry {
 				i := findEntry(t, es, fx.link("/usr/bin/tool"))
-				return insertEntries(es, i, es[i])
+				return insertEntries(es, i, fileEntry(handObjectPath(other, "file-xattrs-link"), tar.TypeReg, string(es[i].Data)))
 			})
 		}, []string{fx.link("/usr/bin/tool"), "dangling"}},
 		{"xattrs link at the end", true, func(t *testing.T) []byte {
 			return rewrite(t, fx.chunk, func(es []tarEntry) []tarEntry {
-				return insertEntries(es, len(es), es[findEntry(t, es, fx.link("/usr/bin/tool"))])
+				return insertEntries(es, len(es), fileEntry(handObjectPath(other, "file-xattrs-link"), tar.TypeReg, string(es[findEntry(t, es, fx.link("/usr/bin/tool"))].Data)))
 			})
-		}, []string{fx.link("/usr/bin/tool"), "no object after it"}},
+		}, []string{handObjectPath(other, "file-xattrs-link"), "no object after it"}},
 		{"OLD xattrs link to an unknown .file-xattrs", true, func(t *testing.T) []byte {
 			return rewrite(t, fx.chunk, func(es []tarEntry) []tarEntry {
 				e := &es[findEntry(t, es, fx.link("/usr/bin/tool"))]
 				*e = tarEntry{&tar.Header{Name: e.Name, Typeflag: tar.TypeLink, Linkname: handObjectPath(ostree.SumBytes(nil), "file-xattrs"), Mode: 0o644}, nil}
 				return es
 			})
-		}, []string{fx.link("/usr/bin/tool"), "missing xattrs reference"}},
+		}, []string{fx.link("/usr/bin/tool"), "not an earlier file of the layer"}},
+		{"OLD xattrs link to a file that is not a .file-xattrs", true, func(t *testing.T) []byte {
+			return rewrite(t, fx.chunk, func(es []tarEntry) []tarEntry {
+				e := &es[findEntry(t, es, fx.link("/usr/bin/tool"))]
+				*e = tarEntry{&tar.Header{Name: e.Name, Typeflag: tar.TypeLink, Linkname: "sysroot/ostree/repo/config", Mode: 0o644}, nil}
+				return es
+			})
+		}, []string{fx.link("/usr/bin/tool"), "is not a .file-xattrs object"}},
 		{"object path objects/zz", true, func(t *testing.T) []byte {
 			return rewrite(t, fx.chunk, func(es []tarEntry) []tarEntry {
 				return insertEntries(es, len(es), fileEntry("sysroot/ostree/repo/objects/zz/"+strings.Repeat("0", 62)+".file", tar.TypeReg, "x"))
@@ -311,11 +318,11 @@ func TestImportBadInput(t *testing.T) {
 				i := findEntry(t, es, fx.link("/usr/bin/tool"))
 				return insertEntries(es, len(es), es[i], es[i+1])
 			})
-		}, []string{fx.file("/usr/bin/tool"), "twice"}},
+		}, []string{fx.link("/usr/bin/tool"), "duplicate entry"}},
 		{"object written as a hardlink", true, func(t *testing.T) []byte {
 			return rewrite(t, fx.chunk, func(es []tarEntry) []tarEntry {
 				e := &es[findEntry(t, es, fx.file("/usr/bin/tool"))]
-				*e = tarEntry{&tar.Header{Name: e.Name, Typeflag: tar.TypeLink, Linkname: "usr/bin/sh"}, nil}
+				*e = tarEntry{&tar.Header{Name: e.Name, Typeflag: tar.TypeLink, Linkname: fx.link("/usr/bin/tool")}, nil}
 				return es
 			})
 		}, []string{fx.file("/usr/bin/tool"), "neither a regular file nor a symlink"}},

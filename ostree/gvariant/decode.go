@@ -33,7 +33,24 @@ func IsNormal(typ string, data []byte) bool {
 }
 
 type decoder struct {
-	data []byte
+	data  []byte
+	elems int // array elements decoded so far (byte arrays aside)
+}
+
+// MaxElements bounds the array elements one Unmarshal decodes, byte arrays
+// aside. An element can cost one byte of input (an empty array in an
+// array) but some 50 bytes of memory once decoded: without a bound, 10 MiB
+// of metadata would be half a GiB. The largest honest value, a dirtree of
+// ostree-ext's 10 MiB limit, has under 300,000 entries.
+const MaxElements = 1 << 20
+
+// count adds n array elements to the decoder's budget.
+func (d *decoder) count(t *typeInfo, off, n int) error {
+	d.elems += n
+	if d.elems > MaxElements {
+		return d.errf(t, off, "more than %d array elements in a value of %d bytes", MaxElements, len(d.data))
+	}
+	return nil
 }
 
 func (d *decoder) errf(t *typeInfo, off int, format string, args ...any) error {
@@ -196,6 +213,9 @@ func (d *decoder) decodeArray(t *typeInfo, start, end, depth int) (any, error) {
 			copy(out, d.data[start:end])
 			return out, nil
 		}
+		if err := d.count(t, start, n); err != nil {
+			return nil, err
+		}
 		if el.code == '{' {
 			out := make([]DictEntry, n)
 			for i := range out {
@@ -239,6 +259,9 @@ func (d *decoder) decodeArray(t *typeInfo, start, end, depth int) (any, error) {
 		if frameWidth(int(lastEnd), n) != w {
 			return nil, d.errf(t, start+int(lastEnd), "framing offsets are %d bytes wide, not the minimal width", w)
 		}
+	}
+	if err := d.count(t, start, n); err != nil {
+		return nil, err
 	}
 	var strs []string
 	var des []DictEntry

@@ -24,8 +24,10 @@ import (
 	"fmt"
 	"hash/crc64"
 	"io"
+	"strings"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/ocitree/ocitree/encap/tarrules"
 	tstar "github.com/vbatts/tar-split/archive/tar"
 	"github.com/vbatts/tar-split/tar/storage"
 )
@@ -39,6 +41,15 @@ const (
 	maxInlinePayload = 1 << 20
 	maxInlineTotal   = 8 << 20
 )
+
+// MaxTrailing is the most bytes a layer may carry after its tar
+// end-of-archive blocks. GNU tar pads an archive to its record size (10 KiB
+// by default, 64 KiB with -b 128); Go's writer adds nothing.
+const MaxTrailing = 1 << 20
+
+// ErrTrailingData: a layer carries more than MaxTrailing bytes after the
+// end of its tar.
+var ErrTrailingData = errors.New("too much data after the end of the tar")
 
 // splitPayload is one payload a record references: the n-th file entry with
 // a non-empty payload that was not kept inline.
@@ -161,10 +172,18 @@ func (s *Recorder) run(src io.Reader) error {
 			return err
 		}
 	}
-	// Bytes after the end-of-archive blocks belong to the diff_id too.
+	// Bytes after the end-of-archive blocks belong to the diff_id too, so
+	// they are kept in the record (in memory until the layer is done): a
+	// few blocks of padding from tools that write whole records, never a
+	// payload's worth.
 	buf := make([]byte, 64<<10)
+	var trailing int64
 	for {
 		n, err := src.Read(buf)
+		trailing += int64(n)
+		if trailing > MaxTrailing {
+			return fmt.Errorf("more than %d bytes after the tar end-of-archive; the limit is %d: %w", MaxTrailing, MaxTrailing, ErrTrailingData)
+		}
 		if n > 0 {
 			if err := s.segment(buf[:n]); err != nil {
 				return err
@@ -184,6 +203,9 @@ func (s *Recorder) run(src io.Reader) error {
 // CPU): the rebuilt tar is checked against the diff_id instead, and a
 // record that carries CRCs (tar-split's own) is still checked by them.
 func (s *Recorder) file(hdr *tstar.Header, tr *tstar.Reader) error {
+	if err := notSparse(hdr); err != nil {
+		return err
+	}
 	e := storage.Entry{Type: storage.FileType}
 	e.SetName(hdr.Name)
 	if hdr.Size > 0 && s.inline != nil && s.inline(hdr.Name) && s.failed == nil {
@@ -214,6 +236,20 @@ func (s *Recorder) file(hdr *tstar.Header, tr *tstar.Reader) error {
 		s.payloads = append(s.payloads, splitPayload{Name: hdr.Name, Size: n})
 	}
 	return s.add(e)
+}
+
+// notSparse refuses a sparse entry before its payload is read: the tar
+// reader expands the holes, so a few KiB of input could be a terabyte of
+// zeros to count (no layer the store takes may hold one anyway).
+func notSparse(hdr *tstar.Header) error {
+	sparse := hdr.Typeflag == tstar.TypeGNUSparse
+	for k := range hdr.PAXRecords {
+		sparse = sparse || strings.HasPrefix(k, "GNU.sparse.")
+	}
+	if sparse {
+		return fmt.Errorf("%.200s: sparse files are not supported: %w", hdr.Name, tarrules.ErrEntryRefused)
+	}
+	return nil
 }
 
 // Bytes returns the finished record (gzip-compressed JSON lines).

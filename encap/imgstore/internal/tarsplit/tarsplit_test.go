@@ -133,3 +133,48 @@ func TestTarSplitInlineLimit(t *testing.T) {
 		t.Errorf("record of an oversized inline payload: %v", err)
 	}
 }
+
+// TestTarSplitTrailingLimit: up to MaxTrailing bytes after the tar's end
+// are recorded (and rebuilt by the round trip above); one more is refused
+// with the limit named, whatever the bytes, instead of being kept in
+// memory (issue 11, class 3: 12 MB of junk took 90 MiB).
+func TestTarSplitTrailingLimit(t *testing.T) {
+	junk := make([]byte, MaxTrailing+1)
+	for i := range junk {
+		junk[i] = byte(i*7 + i>>8)
+	}
+	for _, tc := range []struct {
+		name     string
+		trailing []byte
+		wantErr  bool
+	}{
+		{"junk at the limit", junk[:MaxTrailing], false},
+		{"junk over the limit", junk, true},
+		{"zeros over the limit", make([]byte, 3*MaxTrailing), true},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "-"), func(t *testing.T) {
+			in := splitTar(t, tc.trailing)
+			rec := NewRecorder(nil)
+			st := rec.Record(bytes.NewReader(in))
+			tr := tar.NewReader(st)
+			for {
+				if _, err := tr.Next(); err != nil {
+					break
+				}
+			}
+			err := st.Finish()
+			if !tc.wantErr {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := rec.Bytes(); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrTrailingData) || !strings.Contains(err.Error(), "after the tar end-of-archive; the limit is 1048576") {
+				t.Fatalf("%v, want ErrTrailingData naming the limit", err)
+			}
+		})
+	}
+}
