@@ -19,7 +19,7 @@ demo: build
 
 # Installs what the tests need (apt-get, when missing), then runs every test.
 test: test-deps vet
-	$(GO) test -tags "$(TAGS)" -count=1 -timeout 20m ./...
+	$(GO) test -tags "$(TAGS)" -count=1 -timeout 40m ./...
 
 test-deps:
 	bash scripts/test-deps.sh
