@@ -7,7 +7,9 @@
 # for the ostree-remote-image tests, as `ostree gpg-sign` needs it),
 # buildah (builds derived images from Containerfiles, as users do) and
 # busybox-static (the real shell of fixtures.BusyboxOS),
-# systemd (systemd-tmpfiles applies the lines rootfs prepare writes).
+# systemd (systemd-tmpfiles applies the lines rootfs prepare writes),
+# and for the QEMU boot test (integration/boot): qemu-system-x86, e2fsprogs
+# (mkfs.ext4 -d, debugfs, e2fsck) and debootstrap (fixtures/debian/bootable.sh).
 set -euo pipefail
 need=()
 command -v ostree >/dev/null 2>&1 || need+=(ostree)
@@ -22,6 +24,10 @@ command -v gpg >/dev/null 2>&1 || need+=(gpg gpg-agent)
 command -v systemd-tmpfiles >/dev/null 2>&1 || need+=(systemd)
 command -v buildah >/dev/null 2>&1 || need+=(buildah)
 [ -x /bin/busybox ] || need+=(busybox-static)
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+have_sbin() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+{ have_sbin mkfs.ext4 && have_sbin debugfs && have_sbin e2fsck; } || need+=(e2fsprogs)
+have_sbin debootstrap || need+=(debootstrap)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "test-deps: missing ${need[*]}; run as root or install them with apt-get" >&2
