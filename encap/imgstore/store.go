@@ -168,6 +168,42 @@ func (s *Store) Prepare(ctx context.Context, r oci.Reader, imgref string) (*Prep
 	if err != nil {
 		return nil, err
 	}
+	var m v1.Manifest
+	if err := json.Unmarshal(mb, &m); err != nil {
+		return nil, fmt.Errorf("parsing manifest: %w", err)
+	}
+	if err := checkDescriptors(&m); err != nil {
+		return nil, err
+	}
+	p := &Prepared{ImageRef: imgref, ManifestDigest: digest.FromBytes(mb), Manifest: mb,
+		r: r, refName: imageRef, layerCount: len(m.Layers)}
+
+	// §5.3 step 3: the same image is stored already. Decided from the
+	// manifest alone, as ostree-ext does: the config is not fetched.
+	prev, prevOK, err := readRefMaybe(repo, imageRef)
+	if err != nil {
+		return nil, err
+	}
+	if prevOK {
+		p.Previous = prev
+		same, err := sameImage(repo, prev, p.ManifestDigest, m.Config.Digest)
+		if err != nil {
+			return nil, err
+		}
+		if same {
+			p.AlreadyPresent = true
+			cm, err := repo.ReadCommit(prev)
+			if err != nil {
+				return nil, err
+			}
+			p.BaseCommit = cm.Parent
+			if c := cm.Metadata.String(derived.MergeMetaImageConfig); c != "" && c != "null" {
+				p.Config = []byte(c)
+			}
+			return p, nil
+		}
+	}
+
 	cb, err := r.Config(ctx)
 	if err != nil {
 		return nil, err
@@ -176,31 +212,7 @@ func (s *Store) Prepare(ctx context.Context, r oci.Reader, imgref string) (*Prep
 	if err != nil {
 		return nil, err
 	}
-	if err := checkDescriptors(layout); err != nil {
-		return nil, err
-	}
-	p := &Prepared{ImageRef: imgref, ManifestDigest: digest.FromBytes(mb), Manifest: mb, Config: cb,
-		r: r, refName: imageRef, layout: layout, layerCount: len(layout.Manifest.Layers)}
-
-	// §5.3 step 3: the same image is stored already.
-	prev, prevOK, err := readRefMaybe(repo, imageRef)
-	if err != nil {
-		return nil, err
-	}
-	if prevOK {
-		p.Previous = prev
-		same, err := sameImage(repo, prev, p.ManifestDigest, layout.Manifest.Config.Digest)
-		if err != nil {
-			return nil, err
-		}
-		if same {
-			p.AlreadyPresent = true
-			if cm, err := repo.ReadCommit(prev); err == nil {
-				p.BaseCommit = cm.Parent
-			}
-			return p, nil
-		}
-	}
+	p.Config, p.layout = cb, layout
 
 	var ostreeLayers []*layerState
 	for i := 0; i < layout.OstreeLayers; i++ {
@@ -748,11 +760,11 @@ var ErrBadDescriptor = errors.New("descriptor refused")
 // could be read forever) and layers with urls (foreign layers: ostree
 // images never carry them, and a pull must make no request on a
 // descriptor's say-so).
-func checkDescriptors(layout *encap.ImageLayout) error {
-	if c := layout.Manifest.Config; c.Size <= 0 {
+func checkDescriptors(m *v1.Manifest) error {
+	if c := m.Config; c.Size <= 0 {
 		return fmt.Errorf("config %s: size %d: a positive descriptor size is required: %w", c.Digest, c.Size, ErrBadDescriptor)
 	}
-	for i, l := range layout.Manifest.Layers {
+	for i, l := range m.Layers {
 		if l.Size <= 0 {
 			return fmt.Errorf("layer %d (%s): size %d: a positive descriptor size is required: %w", i, l.Digest, l.Size, ErrBadDescriptor)
 		}
