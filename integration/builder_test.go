@@ -365,7 +365,8 @@ func TestBuilderImages(t *testing.T) {
 // new user) pulls into a store that has the base: only the derived layer's
 // blob is fetched (buildah recompresses the base's layers, which the store
 // knows by their diff_ids), the checkout equals umoci's unpack of the
-// same image, and a second pull fetches no layer blob.
+// same image, and a second pull fetches no blob at all (by tag or by
+// digest).
 func TestBuilderRegistry(t *testing.T) {
 	setup(t, "buildah", "umoci", "skopeo", "docker-registry")
 	reg := startRegistry(t)
@@ -412,13 +413,32 @@ func TestBuilderRegistry(t *testing.T) {
 	if m := strings.TrimSpace(must(t, r)); m != merge {
 		t.Errorf("second pull gave %s, first %s", m, merge)
 	}
-	// The config blob is still read before the stored image is recognized
-	// (imgstore.Pull parses manifest and config first): only layer blobs
-	// are checked here.
+	// The stored image is recognized from the manifest alone (as
+	// ostree-ext's prepare does): not even the config blob is fetched.
+	for d, n := range reg.served() {
+		t.Errorf("the second pull of the same image fetched blob %s (%d bytes)", d, n)
+	}
+	// By digest the same: the manifest is fetched (containers/image, like
+	// bootc's skopeo proxy, reads it to verify it), then nothing. The first
+	// pull under the digested reference reads the config (another image
+	// ref), the second one nothing.
+	var insp struct{ Digest string }
+	if err := json.Unmarshal([]byte(must(t, runCmd(t, nil, "skopeo", "inspect", "--tls-verify=false", "docker://"+reg.addr+"/busybox/os:1.0-derived"))), &insp); err != nil {
+		t.Fatal(err)
+	}
+	byDigest := "docker://" + reg.proxyAddr + "/busybox/os@" + insp.Digest
+	reg.served()
+	if m := imagePull(t, store, byDigest); m != merge {
+		t.Errorf("pull by digest gave %s, by tag %s", m, merge)
+	}
 	for d, n := range reg.served() {
 		if d != derived.Config.Digest.String() {
-			t.Errorf("the second pull of the same image fetched blob %s (%d bytes)", d, n)
+			t.Errorf("the first pull by digest fetched layer blob %s (%d bytes)", d, n)
 		}
+	}
+	imagePull(t, store, byDigest)
+	for d, n := range reg.served() {
+		t.Errorf("the second pull by digest fetched blob %s (%d bytes)", d, n)
 	}
 	ostreeFsck(t, store)
 }
