@@ -910,7 +910,10 @@ EOF
 	printf '%s' "$how"
 }
 
-ALL_ROWS=(commit checkout encap_gzip encap_zstd pull pull_vs_ostree derived update_bytes)
+# shellcheck source=bench/rows_builder.sh
+. "$here/rows_builder.sh"
+
+ALL_ROWS=(commit checkout encap_gzip encap_zstd pull pull_vs_ostree derived update_bytes builder)
 
 for row in "${ALL_ROWS[@]}"; do
 	selected "$row" && "row_$row"
