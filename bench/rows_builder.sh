@@ -10,8 +10,9 @@
 # (tag base), buildah bud of BUILDER_CONTAINERFILE, pushed into the same oci:
 # layout (tag cowsay). The build needs a Debian mirror and takes minutes, so
 # the layout is cached outside the checkout, in
-#   ${OCITREE_CACHE:-/var/cache/ocitree}/builder-<sha256(this file, tree path)[:12]>/img
-# with a `done` stamp written last; editing this file makes a new entry.
+#   ${OCITREE_CACHE:-/var/cache/ocitree}/builder-<sha256(BUILDER_CACHE_KEY)[:12]>/img
+# with a `done` stamp written last: the key is the Containerfile, the build
+# steps' version and the input tree's path; changing any makes a new entry.
 # Untimed, every run: base pulled into a bare-user store (once), cloned.
 # Timed, ocitree: `image pull` of the cowsay image into the clone: buildah
 # recompressed the base layers, which the store knows by their diff_ids, so
@@ -27,13 +28,15 @@
 BUILDER_CONTAINERFILE='FROM oci:BASE
 RUN apt-get update && apt-get install -y cowsay && echo motd=hello > /etc/hello.conf
 '
+# Bump when builder_cache builds differently.
+BUILDER_STEPS_VERSION=1
 
 # builder_cache: prints the cached layout directory, building it first when
 # needed (serialised with flock, like fixtures/debian/build.sh). Run
 # ensure_source_repos first: this runs in a command substitution.
 builder_cache() {
 	local cache=${OCITREE_CACHE:-/var/cache/ocitree} key dest tmp
-	key=$({ cat "$root/bench/rows_builder.sh"; printf '%s\n' "$TREE"; } | sha256sum | cut -c1-12)
+	key=$(printf '%s\n' "$BUILDER_CONTAINERFILE" "$BUILDER_STEPS_VERSION" "$TREE" | sha256sum | cut -c1-12)
 	dest="$cache/builder-$key"
 	if [ -f "$dest/done" ]; then
 		printf '%s\n' "$dest/img"
@@ -62,7 +65,7 @@ builder_cache() {
 		rm -rf "$tmp/ctx"
 		mv "$tmp" "$dest" && touch "$dest/done"
 	fi
-	"${b[@]}" rmi --all --force >/dev/null 2>&1 || true
+	# vfs storage: plain directories, no mounts; rm is far faster than rmi.
 	rm -rf "$tmp" "$WORK/buildah-root" "$WORK/buildah-run"
 	exec 9>&-
 	[ -f "$dest/done" ] || return 1
