@@ -54,34 +54,59 @@ func (f FetchOptions) ociOptions() []oci.Option {
 }
 
 // PullImage pulls imgref into repo through the image store and returns
-// its merge commit; with check only the manifest and config are fetched.
+// its merge commit; with check only the manifest and config are fetched
+// (imgstore's Prepare; otherwise Prepare then Import).
 func PullImage(ctx context.Context, repo *ostree.Repo, imgref string, check bool, fo FetchOptions) (*PulledImage, error) {
-	ref, err := oci.ParseRef(imgref)
+	img, p, closeFn, err := prepareImage(ctx, repo, imgref, fo)
 	if err != nil {
 		return nil, err
 	}
-	if fo.EnforceSigPolicy && ref.Signature == oci.Unverified {
-		ref.Signature = oci.ContainerPolicy
+	defer closeFn()
+	if check {
+		n, bytes := p.LayersToFetch()
+		img.LayersFetched, img.BytesFetched, img.LayersPresent = n, bytes, p.LayersPresent()
+		return img, nil
 	}
-	if ref.Signature == oci.OstreeRemote {
-		return nil, fmt.Errorf("%s: ostree-remote-image references are not supported by host commands yet; use ostree-unverified-registry: or ostree-image-signed:", imgref)
-	}
-	rd, err := oci.NewReader(ctx, ref, fo.ociOptions()...)
-	if err != nil {
-		return nil, err
-	}
-	defer rd.Close()
 	// The fetch, layer commits and merge commit have imgstore's pull-*
 	// failpoints.
-	res, err := imgstore.Pull(ctx, repo, rd, ref.ImageString(), imgstore.PullOptions{Check: check})
+	res, err := imgstore.New(repo).Import(ctx, p, imgstore.PullOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("pulling %s: %w", imgref, err)
 	}
 	if err := fpImagePulled.Hit(); err != nil {
 		return nil, err
 	}
-	return &PulledImage{Ref: ref, Origin: ref.String(), Commit: res.MergeCommit, ManifestDigest: string(res.ManifestDigest),
-		AlreadyPresent: res.AlreadyPresent, LayersFetched: res.LayersFetched, BytesFetched: res.BytesFetched, LayersPresent: res.LayersPresent}, nil
+	img.Commit = res.MergeCommit
+	img.LayersFetched, img.BytesFetched, img.LayersPresent = res.LayersFetched, res.BytesFetched, res.LayersPresent
+	return img, nil
+}
+
+// prepareImage opens imgref (with the signature policy its reference
+// asks for) and runs the image store's Prepare: the manifest and config
+// are fetched, nothing else. closeFn closes the reader, which Import of the
+// prepared image needs open.
+func prepareImage(ctx context.Context, repo *ostree.Repo, imgref string, fo FetchOptions) (img *PulledImage, p *imgstore.Prepared, closeFn func(), err error) {
+	ref, err := oci.ParseRef(imgref)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if fo.EnforceSigPolicy && ref.Signature == oci.Unverified {
+		ref.Signature = oci.ContainerPolicy
+	}
+	if ref.Signature == oci.OstreeRemote {
+		return nil, nil, nil, fmt.Errorf("%s: ostree-remote-image references are not supported by host commands yet; use ostree-unverified-registry: or ostree-image-signed:", imgref)
+	}
+	rd, err := oci.NewReader(ctx, ref, fo.ociOptions()...)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	p, err = imgstore.New(repo).Prepare(ctx, rd, ref.ImageString())
+	if err != nil {
+		rd.Close()
+		return nil, nil, nil, fmt.Errorf("pulling %s: %w", imgref, err)
+	}
+	img = &PulledImage{Ref: ref, Origin: ref.String(), ManifestDigest: string(p.ManifestDigest), AlreadyPresent: p.AlreadyPresent}
+	return img, p, func() { rd.Close() }, nil
 }
 
 // ImageInfo describes the image a deployment was made from, as the merge
@@ -196,15 +221,18 @@ type UpdateCheck struct {
 	Removed []string `json:"removed"`
 }
 
-// CheckImageUpdate fetches only the manifest and config of imgref and
-// compares them with the image of the deployed merge commit. The image
-// store records them as the image's cached update.
+// CheckImageUpdate fetches only the manifest and config of imgref (the
+// image store's Prepare; the config not even that when the image is
+// stored) and compares them with the image of the deployed merge commit.
+// The image store records them as the image's cached update.
 func CheckImageUpdate(ctx context.Context, repo *ostree.Repo, imgref string, deployed ostree.Checksum, fo FetchOptions) (*UpdateCheck, error) {
-	img, err := PullImage(ctx, repo, imgref, true, fo)
+	img, p, closeFn, err := prepareImage(ctx, repo, imgref, fo)
 	if err != nil {
 		return nil, err
 	}
-	uc := &UpdateCheck{Image: img.Origin, Digest: img.ManifestDigest, LayersNeeded: img.LayersFetched, BytesNeeded: img.BytesFetched,
+	closeFn()
+	n, bytes := p.LayersToFetch()
+	uc := &UpdateCheck{Image: img.Origin, Digest: img.ManifestDigest, LayersNeeded: n, BytesNeeded: bytes,
 		Changed: []string{}, Added: []string{}, Removed: []string{}}
 	cm, err := repo.ReadCommit(deployed)
 	if err != nil {
@@ -212,29 +240,7 @@ func CheckImageUpdate(ctx context.Context, repo *ostree.Repo, imgref string, dep
 	}
 	uc.DeployedDigest = cm.Metadata.String("ostree.manifest-digest")
 	uc.UpdateAvailable = uc.DeployedDigest != uc.Digest
-	var newManifest, newConfig []byte
-	images, err := imgstore.List(repo)
-	if err != nil {
-		return nil, err
-	}
-	for _, im := range images {
-		if im.ImageRef == img.Ref.ImageString() && im.CachedUpdate != nil && im.CachedUpdate.ManifestDigest == uc.Digest {
-			newManifest, newConfig = im.CachedUpdate.Manifest, im.CachedUpdate.Config
-		}
-	}
-	if newManifest == nil && uc.UpdateAvailable {
-		rd, err := oci.NewReader(ctx, img.Ref, fo.ociOptions()...)
-		if err != nil {
-			return nil, err
-		}
-		defer rd.Close()
-		if newManifest, _, err = rd.Manifest(ctx); err != nil {
-			return nil, err
-		}
-		if newConfig, err = rd.Config(ctx); err != nil {
-			return nil, err
-		}
-	}
+	newManifest, newConfig := p.Manifest, p.Config
 	if !uc.UpdateAvailable {
 		uc.Version = cm.Metadata.String("version")
 		return uc, nil

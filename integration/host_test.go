@@ -876,6 +876,15 @@ func TestHostUpgradeCheckRegistry(t *testing.T) {
 	if fetched > want+int64(m2.Config.Size) {
 		t.Errorf("upgrade downloaded %d bytes; the new layers and config are %d", fetched, want+m2.Config.Size)
 	}
+	// Up to date: --check fetches the manifest only (the image store
+	// knows the image by its digest), not even the config.
+	out = must(t, ocitree(t, "upgrade", "--tls-verify=false", "--sysroot", sys, "--check", "--format", "json"))
+	for d, n := range reg.served() {
+		t.Errorf("upgrade --check with nothing new downloaded blob %s (%d bytes)", d, n)
+	}
+	if !strings.Contains(out, `"updateAvailable": false`) {
+		t.Errorf("upgrade --check after the upgrade: %s; want no update", out)
+	}
 }
 
 // TestHostExampleOSRefusedLikeOstree: ostree-ext's exampleos (a kernel and

@@ -42,11 +42,12 @@ var gcRootPrefixes = []string{"ostree/0/", "ostree/1/", "rpmostree/base/", BaseI
 // DefaultPullParallelism is how many ostree layers Pull fetches at once.
 const DefaultPullParallelism = 3
 
-// PullOptions control Pull.
+// PullOptions control Pull and Import.
 type PullOptions struct {
-	// Check fetches only the manifest and config and reports what a pull
-	// would download. Only the cached update of a stored image is written
-	// (as ostree-ext does).
+	// Check makes Pull stop after Prepare: only the manifest and config
+	// are fetched, and the result reports what a pull would download. Only
+	// the cached update of a stored image is written (as ostree-ext does).
+	// Import ignores it.
 	Check bool
 	// Parallel is how many ostree layers are fetched at once
 	// (DefaultPullParallelism when 0).
@@ -70,7 +71,7 @@ type PullOptions struct {
 	Limits *blob.Limits
 }
 
-// PullResult says what Pull did (or, with Check, would do).
+// PullResult says what Pull or Import did (or, with Check, would do).
 type PullResult struct {
 	// MergeCommit is the commit the image ref points at (zero with Check).
 	MergeCommit ostree.Checksum
@@ -140,28 +141,25 @@ type layerState struct {
 
 // Pull imports the ostree container image r reads into repo and
 // points the image ref for imgref (ImageRefName) at its merge commit
-// (spec §5.3–§5.7, §5.9, §5.10).
-//
-// Ostree layers whose blob ref exists are not fetched. Missing ones are
-// fetched Parallel at a time, each streamed (no temporary copy), verified
-// (blob digest, diff_id, every object checksum) and imported in a
-// transaction of its own that also writes its blob ref: a component layer's
-// ref points at a synthetic object-set commit (§5.6), the commit layer's
-// ref at the image's ostree commit, checked complete first. So layers that
-// finished survive an interrupted pull and a ref never points at partial
-// content. Every fetched layer is also recorded with tar-split
-// (layerrecord.go) so that Push can rebuild it. Derived layers are then
-// applied in manifest order onto the base commit's tree and the merge
-// commit is written, in one more transaction that sets the image ref; a
-// derived layer whose blob ref exists is rebuilt from its record instead of
-// being fetched again. When the image ref held another image, the new
-// manifest and config are first recorded as its cached update.
-//
-// Unless NoGC, layer refs that no stored image's manifest lists are deleted
-// afterwards (objects are not pruned). A GC running while another process
-// pulls may delete the layer refs of that pull (ostree-ext has the same
-// race); the objects stay until a prune and the next pull fetches them again.
+// (spec §5.3–§5.7, §5.9, §5.10): New(repo).Pull, that is Prepare, then
+// (unless opts.Check) Import.
 func Pull(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref string, opts PullOptions) (*PullResult, error) {
+	return New(repo).Pull(ctx, r, imgref, opts)
+}
+
+// Prepare fetches the manifest and config of the ostree container image r
+// reads (nothing else) and finds out which of its layers the store holds
+// (spec §5.3). When the image ref for imgref (ImageRefName) holds another
+// image, the new manifest and config are recorded as its cached update
+// (ostree-ext's, so that a later check can answer offline); nothing else
+// is written.
+//
+// Ostree layers whose blob ref exists are present; so are layers whose
+// diff_id is stored under another layer's ref (store_reuse.go). A blob ref
+// that disagrees with the image (kind, diff_id, the ostree.commit label) is
+// never trusted: its layer is fetched again.
+func (s *Store) Prepare(ctx context.Context, r oci.Reader, imgref string) (*Prepared, error) {
+	repo := s.repo
 	imageRef, err := ImageRefName(imgref)
 	if err != nil {
 		return nil, fmt.Errorf("image reference %q: %w", imgref, err)
@@ -170,6 +168,42 @@ func Pull(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref string, o
 	if err != nil {
 		return nil, err
 	}
+	var m v1.Manifest
+	if err := json.Unmarshal(mb, &m); err != nil {
+		return nil, fmt.Errorf("parsing manifest: %w", err)
+	}
+	if err := checkDescriptors(&m); err != nil {
+		return nil, err
+	}
+	p := &Prepared{ImageRef: imgref, ManifestDigest: digest.FromBytes(mb), Manifest: mb,
+		r: r, refName: imageRef, layerCount: len(m.Layers)}
+
+	// §5.3 step 3: the same image is stored already. Decided from the
+	// manifest alone, as ostree-ext does: the config is not fetched.
+	prev, prevOK, err := readRefMaybe(repo, imageRef)
+	if err != nil {
+		return nil, err
+	}
+	if prevOK {
+		p.Previous = prev
+		same, err := sameImage(repo, prev, p.ManifestDigest, m.Config.Digest)
+		if err != nil {
+			return nil, err
+		}
+		if same {
+			p.AlreadyPresent = true
+			cm, err := repo.ReadCommit(prev)
+			if err != nil {
+				return nil, err
+			}
+			p.BaseCommit = cm.Parent
+			if c := cm.Metadata.String(derived.MergeMetaImageConfig); c != "" && c != "null" {
+				p.Config = []byte(c)
+			}
+			return p, nil
+		}
+	}
+
 	cb, err := r.Config(ctx)
 	if err != nil {
 		return nil, err
@@ -178,37 +212,7 @@ func Pull(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref string, o
 	if err != nil {
 		return nil, err
 	}
-	if err := checkDescriptors(layout); err != nil {
-		return nil, err
-	}
-	res := &PullResult{ManifestDigest: digest.FromBytes(mb)}
-
-	// §5.3 step 3: the same image is stored already.
-	prev, prevOK, err := readRefMaybe(repo, imageRef)
-	if err != nil {
-		return nil, err
-	}
-	if prevOK {
-		same, err := sameImage(repo, prev, res.ManifestDigest, layout.Manifest.Config.Digest)
-		if err != nil {
-			return nil, err
-		}
-		if same {
-			res.AlreadyPresent = true
-			res.LayersPresent = len(layout.Manifest.Layers)
-			if !opts.Check {
-				res.MergeCommit = prev
-				if cm, err := repo.ReadCommit(prev); err == nil {
-					res.BaseCommit = cm.Parent
-				}
-				// Stored before, maybe by an unverified pull.
-				if err := verifyStoredCommit(repo, res.BaseCommit, opts.VerifyCommit); err != nil {
-					return nil, err
-				}
-			}
-			return res, nil
-		}
-	}
+	p.Config, p.layout = cb, layout
 
 	var ostreeLayers []*layerState
 	for i := 0; i < layout.OstreeLayers; i++ {
@@ -246,48 +250,66 @@ func Pull(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref string, o
 	}
 	// created lists the refs this pull may create for ostree layers: a
 	// refused signature removes them again.
-	created := layerRefs(missing)
+	p.created = layerRefs(missing)
 	if len(missing) > 0 || len(fetchedDescs(derived)) > 0 {
 		stored, err := storedByDiffID(repo)
 		if err != nil {
 			return nil, err
 		}
-		if opts.Check {
-			missing = withoutStored(missing, stored)
-		} else {
-			missing = reuseOstreeLayers(missing, stored)
-		}
+		missing = reuseOstreeLayers(missing, stored)
 		for _, d := range derived {
 			if s, ok := stored[d.diffID]; ok && !d.have && s.kind == recordDerived {
 				d.reuse = &s
 			}
 		}
 	}
-	freshCommit := len(missing) > 0 && missing[0].index == 0
-	res.LayersPresent = len(ostreeLayers) - len(missing)
-	for _, d := range derived {
-		if d.have || d.reuse != nil {
-			res.LayersPresent++
-		}
-	}
+	p.freshCommit = len(missing) > 0 && missing[0].index == 0
 	if ostreeLayers[0].have {
-		res.BaseCommit = ostreeLayers[0].commit
+		p.BaseCommit = ostreeLayers[0].commit
 	}
-	for _, d := range append(descs(missing), fetchedDescs(derived)...) {
-		res.LayersFetched++
-		if d.Size > 0 {
-			res.BytesFetched += d.Size
-		}
-	}
+	p.ostree, p.missing, p.derived = ostreeLayers, missing, derived
+	p.Layers = preparedLayers(ostreeLayers, derived)
 	if prevOK {
 		// ostree-ext's "cached update": lets a later check answer offline.
-		if err := writeCachedUpdate(repo, prev, res.ManifestDigest, mb, cb); err != nil {
+		if err := writeCachedUpdate(repo, prev, p.ManifestDigest, mb, cb); err != nil {
 			return nil, err
 		}
 	}
-	if opts.Check {
+	return p, nil
+}
+
+// Import pulls a prepared image: missing ostree layers are fetched
+// opts.Parallel at a time, each streamed (no temporary copy), verified
+// (blob digest, diff_id, every object checksum) and imported in a
+// transaction of its own that also writes its blob ref: a component layer's
+// ref points at a synthetic object-set commit (§5.6), the commit layer's
+// ref at the image's ostree commit, checked complete first. So layers that
+// finished survive an interrupted pull and a ref never points at partial
+// content. Every fetched layer is also recorded with tar-split
+// (layerrecord.go) so that Push can rebuild it. Derived layers are then
+// applied in manifest order onto the base commit's tree and the merge
+// commit is written, in one more transaction that sets the image ref; a
+// derived layer whose blob ref exists is rebuilt from its record instead of
+// being fetched again. An image that was AlreadyPresent is not fetched;
+// its stored commit is only verified (opts.VerifyCommit). opts.Check is
+// ignored.
+//
+// Unless NoGC, layer refs that no stored image's manifest lists are deleted
+// afterwards (objects are not pruned). A GC running while another process
+// pulls may delete the layer refs of that pull (ostree-ext has the same
+// race); the objects stay until a prune and the next pull fetches them again.
+func (s *Store) Import(ctx context.Context, p *Prepared, opts PullOptions) (*PullResult, error) {
+	repo, r := s.repo, p.r
+	res := p.result()
+	if p.AlreadyPresent {
+		res.MergeCommit, res.BaseCommit = p.Previous, p.BaseCommit
+		// Stored before, maybe by an unverified pull.
+		if err := verifyStoredCommit(repo, res.BaseCommit, opts.VerifyCommit); err != nil {
+			return nil, err
+		}
 		return res, nil
 	}
+	missing, derived, created := p.missing, p.derived, p.created
 
 	if opts.Progress != nil {
 		opts.Progress.Begin(res.LayersFetched, res.BytesFetched)
@@ -295,23 +317,23 @@ func Pull(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref string, o
 	if err := fetchOstreeLayers(ctx, repo, r, missing, opts); err != nil {
 		return nil, undoRefused(repo, err, created)
 	}
-	base := ostreeLayers[0].commit
-	if !freshCommit {
+	base := p.ostree[0].commit
+	if !p.freshCommit {
 		// The commit layer was stored (or reused by diff_id), maybe by
 		// an unverified pull: verify it now.
 		if err := verifyStoredCommit(repo, base, opts.VerifyCommit); err != nil {
 			return nil, undoRefused(repo, err, created)
 		}
 	}
-	if layout.Commit != "" && layout.Commit != base.String() {
-		return nil, fmt.Errorf("image label ostree.commit=%s but its commit layer carries %s", layout.Commit, base)
+	if p.layout.Commit != "" && p.layout.Commit != base.String() {
+		return nil, fmt.Errorf("image label ostree.commit=%s but its commit layer carries %s", p.layout.Commit, base)
 	}
 	res.BaseCommit = base
 
 	if err := fpPullBeforeMerge.Hit(); err != nil {
 		return nil, err
 	}
-	merge, err := writeMerge(ctx, repo, r, derived, base, res.ManifestDigest, mb, cb, imageRef, opts.Derived, opts.fetch())
+	merge, err := writeMerge(ctx, repo, r, derived, base, res.ManifestDigest, p.Manifest, p.Config, p.refName, opts.Derived, opts.fetch())
 	if err != nil {
 		return nil, err
 	}
@@ -738,11 +760,11 @@ var ErrBadDescriptor = errors.New("descriptor refused")
 // could be read forever) and layers with urls (foreign layers: ostree
 // images never carry them, and a pull must make no request on a
 // descriptor's say-so).
-func checkDescriptors(layout *encap.ImageLayout) error {
-	if c := layout.Manifest.Config; c.Size <= 0 {
+func checkDescriptors(m *v1.Manifest) error {
+	if c := m.Config; c.Size <= 0 {
 		return fmt.Errorf("config %s: size %d: a positive descriptor size is required: %w", c.Digest, c.Size, ErrBadDescriptor)
 	}
-	for i, l := range layout.Manifest.Layers {
+	for i, l := range m.Layers {
 		if l.Size <= 0 {
 			return fmt.Errorf("layer %d (%s): size %d: a positive descriptor size is required: %w", i, l.Digest, l.Size, ErrBadDescriptor)
 		}

@@ -112,18 +112,6 @@ func derivedRefAgrees(repo *ostree.Repo, d *derivedState) bool {
 	return err == nil && rec.Kind == recordDerived && rec.DiffID == d.diffID
 }
 
-// withoutStored returns the layers whose diff_id is not stored as an
-// ostree layer.
-func withoutStored(ls []*layerState, stored map[digest.Digest]storedLayer) []*layerState {
-	var out []*layerState
-	for _, l := range ls {
-		if s, ok := stored[l.diffID]; !ok || s.kind != recordOstree {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 // RefusedError is returned by Pull when PullOptions.VerifyCommit
 // refused the image's ostree commit.
 type RefusedError struct {
