@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 
@@ -30,6 +31,11 @@ type PulledImage struct {
 	LayersFetched  int
 	BytesFetched   int64
 	LayersPresent  int
+	// Info is Inspect's result for Commit (nil with check).
+	Info *CommitInfo
+	// Warnings are the image store's (plain images: a missing
+	// containers.bootc label, a truncated history, dropped paths).
+	Warnings []string
 }
 
 // ParseImageRef parses an image reference in any accepted form.
@@ -71,17 +77,45 @@ func PullImage(ctx context.Context, repo *ostree.Repo, imgref string, check bool
 		return nil, err
 	}
 	defer rd.Close()
+	imageRef, err := imgstore.ImageRefName(ref.ImageString())
+	if err != nil {
+		return nil, err
+	}
+	prev, prevErr := repo.ReadRef(imageRef)
 	// The fetch, layer commits and merge commit have imgstore's pull-*
-	// failpoints.
-	res, err := imgstore.Pull(ctx, repo, rd, ref.ImageString(), imgstore.PullOptions{Check: check})
+	// failpoints. A host pull is bootc's: the image must be bootable
+	// (plain images: labelled so) and for this architecture.
+	res, err := imgstore.Pull(ctx, repo, rd, ref.ImageString(), imgstore.PullOptions{Check: check, Bootable: true, Arch: runtime.GOARCH})
 	if err != nil {
 		return nil, fmt.Errorf("pulling %s: %w", imgref, err)
+	}
+	img := &PulledImage{Ref: ref, Origin: ref.String(), Commit: res.MergeCommit, ManifestDigest: string(res.ManifestDigest),
+		AlreadyPresent: res.AlreadyPresent, LayersFetched: res.LayersFetched, BytesFetched: res.BytesFetched, LayersPresent: res.LayersPresent,
+		Warnings: res.Warnings}
+	if check {
+		return img, fpImagePulled.Hit()
+	}
+	if img.Info, err = Inspect(repo, res.MergeCommit); err != nil {
+		// Refused (no kernel, two kernels, ...): the image ref goes back to
+		// what it was, so a refused image leaves no ref (its layer refs go
+		// with the GC; a crash before this leaves a ref no deployment uses,
+		// which the next cleanup prunes).
+		var old *ostree.Checksum
+		if prevErr == nil {
+			old = &prev
+		}
+		if rerr := repo.SetRef(imageRef, old); rerr != nil {
+			return nil, fmt.Errorf("%s: %w (and restoring the image ref failed: %v)", imgref, err, rerr)
+		}
+		if _, gerr := imgstore.GC(repo); gerr != nil {
+			return nil, fmt.Errorf("%s: %w (and the layer GC failed: %v)", imgref, err, gerr)
+		}
+		return nil, fmt.Errorf("%s: %w", imgref, err)
 	}
 	if err := fpImagePulled.Hit(); err != nil {
 		return nil, err
 	}
-	return &PulledImage{Ref: ref, Origin: ref.String(), Commit: res.MergeCommit, ManifestDigest: string(res.ManifestDigest),
-		AlreadyPresent: res.AlreadyPresent, LayersFetched: res.LayersFetched, BytesFetched: res.BytesFetched, LayersPresent: res.LayersPresent}, nil
+	return img, nil
 }
 
 // ImageInfo describes the image a deployment was made from, as the merge
@@ -194,6 +228,9 @@ type UpdateCheck struct {
 	Changed []string `json:"changed"`
 	Added   []string `json:"added"`
 	Removed []string `json:"removed"`
+	// Layers is the layer diff against the deployed image by blob digest
+	// (bootc's upgrade --check: total, added and removed layers and bytes).
+	Layers imgstore.ManifestDiff `json:"layers"`
 }
 
 // CheckImageUpdate fetches only the manifest and config of imgref and
@@ -257,6 +294,7 @@ func CheckImageUpdate(ctx context.Context, repo *ostree.Repo, imgref string, dep
 		return nil, fmt.Errorf("image %s: manifest: %w", imgref, err)
 	}
 	uc.Changed, uc.Added, uc.Removed = imgstore.ComponentChanges(oldM, newM)
+	uc.Layers = imgstore.DiffManifests(oldM, newM)
 	return uc, nil
 }
 

@@ -68,6 +68,12 @@ type PullOptions struct {
 	// Limits bound each layer's uncompressed stream (blob.DefaultLimits
 	// when nil).
 	Limits *blob.Limits
+	// Bootable makes the pull a host pull (bootc's): a plain image must
+	// carry the label ostree.bootable or containers.bootc (plain.go).
+	Bootable bool
+	// Arch, when set, must equal the image config's architecture (Go
+	// names, e.g. runtime.GOARCH).
+	Arch string
 }
 
 // PullResult says what Pull did (or, with Check, would do).
@@ -90,6 +96,12 @@ type PullResult struct {
 	LayersPresent int
 	// GCRemoved counts layer refs removed by the layer GC after the pull.
 	GCRemoved int
+	// Plain: the image has no ostree layer (plain.go).
+	Plain bool
+	// Warnings are what the pull accepted but a user should know (bootc
+	// logs them): a missing containers.bootc label, a truncated history,
+	// dropped paths.
+	Warnings []string
 }
 
 // ImageRefName returns the ref under which the image imgref (a plain image
@@ -173,6 +185,18 @@ func Pull(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref string, o
 	cb, err := r.Config(ctx)
 	if err != nil {
 		return nil, err
+	}
+	// Plain images and host-pull checks: plain.go.
+	plain, err := plainImage(mb, cb)
+	if err != nil {
+		return nil, err
+	}
+	warnings, err := checkHostImage(cb, plain, opts)
+	if err != nil {
+		return nil, err
+	}
+	if plain {
+		return pullPlain(ctx, repo, r, imageRef, mb, cb, opts, warnings)
 	}
 	layout, err := encap.ParseImageLayout(mb, cb)
 	if err != nil {
