@@ -85,6 +85,20 @@ func parsePlainLayout(mb, cb []byte) (*encap.ImageLayout, error) {
 	return &l, nil
 }
 
+// storedLayout parses a stored image's manifest and config: a plain image
+// as parsePlainLayout does (every layer derived), else with
+// encap.ParseImageLayout.
+func storedLayout(mb, cb []byte) (*encap.ImageLayout, error) {
+	plain, err := plainImage(mb, cb)
+	if err != nil {
+		return nil, err
+	}
+	if plain {
+		return parsePlainLayout(mb, cb)
+	}
+	return encap.ParseImageLayout(mb, cb)
+}
+
 // checkHostImage applies the checks of a host pull (PullOptions.Bootable,
 // Arch) to the image config cb, before anything is fetched: the
 // architecture for every image, and for a plain image the bootable label

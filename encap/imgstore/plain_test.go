@@ -275,6 +275,26 @@ func TestPullPlain(t *testing.T) {
 	if err != nil || len(imgs) != 1 || imgs[0].Version != "42.1" {
 		t.Errorf("List = %+v, %v; want the image with version 42.1", imgs, err)
 	}
+	hist, err := History(repo, "oci:"+dir+":1")
+	if err != nil || len(hist) != 2 || hist[0].Kind != LayerDerived || hist[1].CreatedBy != "layer 1" {
+		t.Errorf("History = %+v, %v; want two derived layers", hist, err)
+	}
+	// Push rebuilds the image from the layer records; pulled again under
+	// another name it is the same tree.
+	back := t.TempDir()
+	if _, err := pushTo(t, repo, "oci:"+dir+":1", back, "1", PushOptions{}); err != nil {
+		t.Fatalf("push of a plain image: %v", err)
+	}
+	repo2 := storeRepo(t)
+	res2, err := storePull(t, repo2, "oci:"+back+":1", PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1, _ := repo.ReadCommit(res.MergeCommit)
+	c2, _ := repo2.ReadCommit(res2.MergeCommit)
+	if c1.RootTree != c2.RootTree || c1.RootMeta != c2.RootMeta {
+		t.Errorf("pushed and re-pulled plain image: root %s, want %s", c2.RootTree, c1.RootTree)
+	}
 }
 
 // TestPullPlainReuse: between two plain images that share all layers but
