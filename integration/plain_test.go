@@ -336,6 +336,42 @@ func TestPlainImageImport(t *testing.T) {
 			assertOracle(t, "umoci image "+tag, store, merge, oracle, oracleMerge)
 		})
 	}
+	// The known difference, pinned: a later layer's entry for an existing
+	// directory applies its mode (OCI, umoci); libostree's union checkout
+	// keeps the first layer's. Everything else stays equal to the oracle.
+	t.Run("umoci-chmod-dir", func(t *testing.T) {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, h := range []*tar.Header{
+			{Name: "usr/", Typeflag: tar.TypeDir, Mode: 0o755},
+			{Name: "usr/share/", Typeflag: tar.TypeDir, Mode: 0o755},
+			{Name: "usr/share/data/", Typeflag: tar.TypeDir, Mode: 0o755},
+			{Name: "usr/share/data/sub/", Typeflag: tar.TypeDir, Mode: 0o700},
+		} {
+			h.ModTime = time.Unix(1700000000, 0)
+			if err := tw.WriteHeader(h); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tw.Close()
+		if err := fixtures.AppendLayer(layout, "base", "chmod", buf.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+		merge := imagePull(t, store, "oci:"+layout+":chmod", "--progress=never")
+		merge = strings.TrimSpace(merge)
+		co := filepath.Join(dir, "co-chmod")
+		must(t, ocitree(t, "repo", "checkout", "--repo", store, merge, co))
+		assertSameTree(t, "checkout of the chmod image vs umoci's unpack", plainView(t, dir, layout+":chmod"), co, cmpOpts{})
+		oracle, oracleMerge := plainOracle(t, dir, layout, "chmod")
+		got := must(t, ostree(t, "ls", "--repo="+store, "-R", merge))
+		want := must(t, ostree(t, "ls", "--repo="+oracle, "-R", oracleMerge))
+		diff := lineDiff(want, got)
+		lines := strings.Split(diff, "\n")
+		if len(lines) != 2 || !strings.HasPrefix(lines[0], "- d00755 ") || !strings.HasPrefix(lines[1], "+ d00700 ") ||
+			!strings.HasSuffix(lines[0], " /usr/share/data/sub") || !strings.HasSuffix(lines[1], " /usr/share/data/sub") {
+			t.Errorf("want exactly the mode of usr/share/data/sub to differ from the oracle (0700 here, 0755 there), got:\n%s", diff)
+		}
+	})
 	ostreeFsck(t, store)
 
 	t.Run("buildah", func(t *testing.T) {

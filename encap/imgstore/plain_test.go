@@ -374,6 +374,9 @@ func TestPullPlainRefusals(t *testing.T) {
 	writePlainImage(t, dir, "oldlabel", plainSpec{layers: [][]byte{base}, labels: map[string]string{"ostree.bootable": "true"}, noDefaultHistory: true,
 		cfgAt: "2021-05-06T07:08:09Z"})
 	writePlainImage(t, dir, "odd", plainSpec{layers: [][]byte{base}, labels: map[string]string{"containers.bootc": "yes"}})
+	// The hostile-layer rules of derived layers hold for plain images.
+	writePlainImage(t, dir, "dotdot", plainSpec{layers: [][]byte{base, plainLayer(t, tarEntry{name: "usr/../../evil", body: "x"})}, labels: bootcLabels})
+	writePlainImage(t, dir, "symparent", plainSpec{layers: [][]byte{base, plainLayer(t, tarEntry{name: "usr/lib/evil", body: "->/etc"}, tarEntry{name: "usr/lib/evil/x", body: "x"})}, labels: bootcLabels})
 	host := PullOptions{Bootable: true, Arch: "amd64"}
 	for _, c := range []struct {
 		tag     string
@@ -385,17 +388,19 @@ func TestPullPlainRefusals(t *testing.T) {
 		{"arm", host, ErrNotBootable, `image has architecture "arm64"; expected "amd64"`},
 		{"enforcing", PullOptions{}, ErrSELinuxPolicy, "SELINUX=enforcing, SELINUXTYPE=targeted"},
 		{"permissive", host, ErrSELinuxPolicy, "SELINUX=permissive"},
+		{"dotdot", host, nil, `entry "usr/../../evil"`},
+		{"symparent", host, nil, "is not a directory"},
 	} {
 		t.Run(c.tag, func(t *testing.T) {
 			repo := storeRepo(t)
 			for _, check := range []bool{true, false} {
-				if check && errors.Is(c.wantErr, ErrSELinuxPolicy) {
-					continue // only the merged tree tells
+				if check && !errors.Is(c.wantErr, ErrNotBootable) {
+					continue // only the layers tell
 				}
 				opts := c.opts
 				opts.Check = check
 				_, err := storePull(t, repo, "oci:"+dir+":"+c.tag, opts)
-				if !errors.Is(err, c.wantErr) || !strings.Contains(err.Error(), c.want) {
+				if err == nil || (c.wantErr != nil && !errors.Is(err, c.wantErr)) || !strings.Contains(err.Error(), c.want) {
 					t.Errorf("check=%v: error %v; want %v with %q", check, err, c.wantErr, c.want)
 				}
 			}
