@@ -910,7 +910,65 @@ EOF
 	printf '%s' "$how"
 }
 
-ALL_ROWS=(commit checkout encap_gzip encap_zstd pull pull_vs_ostree derived update_bytes)
+# plain: importing a plain bootable image (no ostree layer; spec
+# plain-images §2) of the Debian tree: one layer, the tree with usr/etc at
+# etc, made by GNU tar and added with `umoci raw add-layer` (umoci's gzip),
+# labelled containers.bootc=1 (untimed). Timed, ocitree: `image pull` into an
+# empty bare-user store (the layer applied onto an empty tree, merge commit).
+# Timed, peer: what ostree-ext does for a plain image, with the ostree CLI
+# into an empty bare-user repo: the layer committed with `ostree commit
+# --tree=tar=BLOB --tar-autocreate-parents` (etc/ -> usr/etc/ by
+# --tar-pathname-filter, where ostree-ext filters the stream itself), checked
+# out with `-U --union -H --whiteouts`, and the merged directory committed
+# with `--link-checkout-speedup`. No target; the ratio is reported. A side
+# check compares the two root dirtree checksums.
+row_plain() {
+	local label="ostree-ext's plain-image import (ostree CLI)" img="$S/plain.img" layer="$S/plain.layer.tar"
+	rm -rf "$img" "$layer"
+	log "untimed: plain: tar of the tree (usr/etc at etc), umoci raw add-layer"
+	if ! command -v umoci >/dev/null 2>&1 ||
+		! (cd "$TREE" && ls -A | LC_ALL=C sort | tar --numeric-owner --xattrs --xattrs-include='user.*' \
+			--transform='s,^usr/etc\(/\|$\),etc\1,S' -cf "$layer" -T -) ||
+		! umoci init --layout "$img" >&2 || ! umoci new --image "$img:v1" >&2 ||
+		! umoci raw add-layer --image "$img:v1" "$layer" >&2 ||
+		! umoci config --image "$img:v1" --config.label containers.bootc=1 >&2 ||
+		! umoci gc --layout "$img" >&2; then
+		setup_failed plain "$label" "-"
+		return 0
+	fi
+	rm -f "$layer"
+	local blob
+	blob=$(python3 - "$img" <<'PYEOF'
+import json, sys
+img = sys.argv[1]
+idx = json.load(open(f"{img}/index.json"))
+m = json.load(open(f"{img}/blobs/sha256/{idx['manifests'][0]['digest'].split(':')[1]}"))
+print(f"{img}/blobs/sha256/{m['layers'][-1]['digest'].split(':')[1]}")
+PYEOF
+)
+	local qours qpeer qmerge
+	qours=$(q "$S/plain.ours") qpeer=$(q "$S/plain.peer") qmerge=$(q "$C/plain.merge")
+	bench_row plain "$label" \
+		"rm -rf $qpeer $qmerge && ostree init --repo=$qpeer --mode=bare-user" \
+		"ostree commit --repo=$qpeer --branch=plain/layer --no-bindings --tar-autocreate-parents --tar-pathname-filter='^etc/,usr/etc/' --tree=tar=$(q "$blob") >/dev/null
+ostree checkout --repo=$qpeer -U --union -H --whiteouts plain/layer $qmerge
+ostree commit --repo=$qpeer --branch=plain/merged --no-bindings --link-checkout-speedup --tree=dir=$qmerge >/dev/null" \
+		"rm -rf $qours && $qO repo init --repo $qours --mode bare-user" \
+		"$qO image pull --quiet --repo $qours $(q "oci:$img:v1")" \
+		-
+	local ours peer
+	if ours=$(ostree ls --repo="$S/plain.ours" -d -C "$(ostree refs --repo="$S/plain.ours" | grep '^ostree/container/image/' | head -n1)" / 2>/dev/null) &&
+		peer=$(ostree ls --repo="$S/plain.peer" -d -C plain/merged / 2>/dev/null); then
+		if [ "$(echo "$ours" | awk '{print $5, $6}')" = "$(echo "$peer" | awk '{print $5, $6}')" ]; then
+			NOTES+=("- plain: root dirtree/dirmeta of ocitree's merge commit and the ostree CLI's: identical")
+		else
+			NOTES+=("- plain: root dirtree/dirmeta: ocitree \`$(echo "$ours" | awk '{print $5, $6}')\`, ostree CLI \`$(echo "$peer" | awk '{print $5, $6}')\` (the peer's -U checkout of a bare-user repo and commit from a directory differ in ownership/xattrs: informative)")
+		fi
+	fi
+	rm -rf "$S/plain.ours" "$S/plain.peer" "$C/plain.merge" "$img"
+}
+
+ALL_ROWS=(commit checkout encap_gzip encap_zstd pull pull_vs_ostree derived plain update_bytes)
 
 for row in "${ALL_ROWS[@]}"; do
 	selected "$row" && "row_$row"
