@@ -910,14 +910,14 @@ EOF
 	printf '%s' "$how"
 }
 
-# Rows kept in files of their own: bench/rows_*.sh (rechunk; deploy, upgrade;
+# Rows kept in files of their own: bench/rows_*.sh (plain; rechunk; deploy, upgrade;
 # hostile_deep, hostile_many; builder; ...).
 for rows in "$here"/rows_*.sh; do
 	# shellcheck source=/dev/null
 	. "$rows"
 done
 
-ALL_ROWS=(commit checkout encap_gzip encap_zstd pull pull_vs_ostree derived update_bytes rechunk deploy upgrade hostile_deep hostile_many builder)
+ALL_ROWS=(commit checkout encap_gzip encap_zstd pull pull_vs_ostree derived plain update_bytes rechunk deploy upgrade hostile_deep hostile_many builder)
 
 for row in "${ALL_ROWS[@]}"; do
 	selected "$row" && "row_$row"

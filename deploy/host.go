@@ -67,10 +67,8 @@ func Install(ctx context.Context, dir, imgref string, opts InstallOptions) (*Dep
 	if err != nil {
 		return nil, err
 	}
-	info, err := Inspect(s.Repo, img.Commit)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", imgref, err)
-	}
+	logWarnings(opts.Log, img.Warnings)
+	info := img.Info
 	kargs := append(append([]string(nil), info.KargsD...), opts.Kargs...)
 	options := boot.ParseKargs("")
 	for _, k := range kargs {
@@ -103,6 +101,12 @@ func newOrigin(imgref string) *ostree.KeyFile {
 	kf, _ := ostree.ParseKeyFile("")
 	kf.Set("origin", "container-image-reference", imgref)
 	return kf
+}
+
+func logWarnings(w io.Writer, warnings []string) {
+	for _, m := range warnings {
+		logf(w, "warning: %s", m)
+	}
 }
 
 func logf(w io.Writer, format string, args ...any) {
@@ -198,6 +202,7 @@ func (s *Sysroot) update(ctx context.Context, merge *Deployment, imgref string, 
 	if err != nil {
 		return nil, err
 	}
+	logWarnings(opts.Log, img.Warnings)
 	return s.deployPulled(merge, imgref, img, opts)
 }
 
@@ -218,10 +223,7 @@ func (s *Sysroot) deployPulled(merge *Deployment, imgref string, img *PulledImag
 		}
 		return res, nil
 	}
-	info, err := Inspect(s.Repo, img.Commit)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", imgref, err)
-	}
+	info := img.Info
 	kargs, err := s.carryKargs(merge, info)
 	if err != nil {
 		return nil, err

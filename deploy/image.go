@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 
@@ -30,6 +31,11 @@ type PulledImage struct {
 	LayersFetched  int
 	BytesFetched   int64
 	LayersPresent  int
+	// Info is Inspect's result for Commit (nil with check).
+	Info *CommitInfo
+	// Warnings are the image store's (plain images: a missing
+	// containers.bootc label, a truncated history, dropped paths).
+	Warnings []string
 }
 
 // ParseImageRef parses an image reference in any accepted form.
@@ -69,16 +75,47 @@ func PullImage(ctx context.Context, repo *ostree.Repo, imgref string, check bool
 	}
 	// The fetch, layer commits and merge commit have imgstore's pull-*
 	// failpoints.
-	res, err := imgstore.New(repo).Import(ctx, p, imgstore.PullOptions{})
+	res, err := imgstore.New(repo).Import(ctx, p, hostPullOptions())
 	if err != nil {
 		return nil, fmt.Errorf("pulling %s: %w", imgref, err)
+	}
+	img.Commit, img.Warnings = res.MergeCommit, res.Warnings
+	img.LayersFetched, img.BytesFetched, img.LayersPresent = res.LayersFetched, res.BytesFetched, res.LayersPresent
+	if img.Info, err = Inspect(repo, res.MergeCommit); err != nil {
+		return nil, refuseImage(repo, imgref, p, err)
 	}
 	if err := fpImagePulled.Hit(); err != nil {
 		return nil, err
 	}
-	img.Commit = res.MergeCommit
-	img.LayersFetched, img.BytesFetched, img.LayersPresent = res.LayersFetched, res.BytesFetched, res.LayersPresent
 	return img, nil
+}
+
+// hostPullOptions are a host pull's (bootc's): the image must be bootable
+// (plain images: labelled so) and for this architecture.
+func hostPullOptions() imgstore.PullOptions {
+	return imgstore.PullOptions{Bootable: true, Arch: runtime.GOARCH}
+}
+
+// refuseImage undoes the pull of an image deploy refuses (no kernel, two
+// kernels, ...): the image ref goes back to what it was, so a refused image
+// leaves no ref (its layer refs go with the GC; a crash before this leaves a
+// ref no deployment uses, which the next cleanup prunes).
+func refuseImage(repo *ostree.Repo, imgref string, p *imgstore.Prepared, err error) error {
+	name, nerr := imgstore.ImageRefName(p.ImageRef)
+	if nerr != nil {
+		return fmt.Errorf("%s: %w", imgref, err)
+	}
+	var old *ostree.Checksum
+	if !p.Previous.IsZero() {
+		old = &p.Previous
+	}
+	if rerr := repo.SetRef(name, old); rerr != nil {
+		return fmt.Errorf("%s: %w (and restoring the image ref failed: %v)", imgref, err, rerr)
+	}
+	if _, gerr := imgstore.GC(repo); gerr != nil {
+		return fmt.Errorf("%s: %w (and the layer GC failed: %v)", imgref, err, gerr)
+	}
+	return fmt.Errorf("%s: %w", imgref, err)
 }
 
 // prepareImage opens imgref (with the signature policy its reference
@@ -100,12 +137,13 @@ func prepareImage(ctx context.Context, repo *ostree.Repo, imgref string, fo Fetc
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	p, err = imgstore.New(repo).Prepare(ctx, rd, ref.ImageString())
+	p, err = imgstore.New(repo).Prepare(ctx, rd, ref.ImageString(), hostPullOptions())
 	if err != nil {
 		rd.Close()
 		return nil, nil, nil, fmt.Errorf("pulling %s: %w", imgref, err)
 	}
-	img = &PulledImage{Ref: ref, Origin: ref.String(), ManifestDigest: string(p.ManifestDigest), AlreadyPresent: p.AlreadyPresent}
+	img = &PulledImage{Ref: ref, Origin: ref.String(), ManifestDigest: string(p.ManifestDigest), AlreadyPresent: p.AlreadyPresent,
+		Warnings: p.Warnings}
 	return img, p, func() { rd.Close() }, nil
 }
 
@@ -219,6 +257,9 @@ type UpdateCheck struct {
 	Changed []string `json:"changed"`
 	Added   []string `json:"added"`
 	Removed []string `json:"removed"`
+	// Layers is the layer diff against the deployed image by blob digest
+	// (bootc's upgrade --check: total, added and removed layers and bytes).
+	Layers imgstore.ManifestDiff `json:"layers"`
 }
 
 // CheckImageUpdate fetches only the manifest and config of imgref (the
@@ -263,6 +304,7 @@ func CheckImageUpdate(ctx context.Context, repo *ostree.Repo, imgref string, dep
 		return nil, fmt.Errorf("image %s: manifest: %w", imgref, err)
 	}
 	uc.Changed, uc.Added, uc.Removed = imgstore.ComponentChanges(oldM, newM)
+	uc.Layers = imgstore.DiffManifests(oldM, newM)
 	return uc, nil
 }
 

@@ -430,6 +430,8 @@ func printUpdateCheck(w io.Writer, uc *deploy.UpdateCheck) {
 		return strings.Join(s, ", ")
 	}
 	fmt.Fprintf(w, "  changed: %s; added: %s; removed: %s\n", list(uc.Changed), list(uc.Added), list(uc.Removed))
+	l := uc.Layers
+	fmt.Fprintf(w, "  layers: %d total (%d bytes); added: %d (%d bytes); removed: %d (%d bytes)\n", l.Total, l.TotalSize, l.NAdded, l.AddedSize, l.NRemoved, l.RemovedSize)
 }
 
 // countTrue counts the flags that are set.

@@ -108,6 +108,9 @@ check it; ostree-unverified-* and plain references check nothing.`,
 				if err != nil {
 					return err
 				}
+				for _, w := range res.Warnings {
+					fmt.Fprintf(stderr, "warning: %s\n", w)
+				}
 				status := fmt.Sprintf("layers already present: %d; layers needed: %d (%d bytes)", res.LayersPresent, res.LayersFetched, res.BytesFetched)
 				if check {
 					fmt.Fprintln(stdout, status)

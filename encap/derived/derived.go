@@ -66,6 +66,9 @@ type Options struct {
 	// (opt, srv, ...). By default they are dropped and counted, as
 	// ostree-ext does when the root is not transient.
 	AllowNonUsr bool
+	// OnDrop, when set, is told the top-level name of every entry the
+	// path rules drop (the key Dropped counts it under), as it happens.
+	OnDrop func(key string)
 }
 
 const (
@@ -222,6 +225,9 @@ func (a *derivedApplier) mapPath(parts []string) (mapped []string, ok bool, drop
 
 func (a *derivedApplier) drop(key string) {
 	a.stats.Dropped[key]++
+	if a.opts.OnDrop != nil {
+		a.opts.OnDrop(key)
+	}
 }
 
 func (a *derivedApplier) entry(hdr *tar.Header, tr *tar.Reader) error {
@@ -628,11 +634,24 @@ var derivedDigestRE = regexp.MustCompile(`^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z
 // skipped), else 0 — never the current time, so that the same image gives
 // the same commit.
 func WriteMergeCommit(txn *ostree.Txn, tree *ostree.MutableTree, base ostree.Checksum, manifestDigest string, manifest, config []byte) (ostree.Checksum, error) {
-	if txn == nil || tree == nil {
-		return ostree.Checksum{}, errors.New("merge commit: nil transaction or tree")
-	}
 	if base.IsZero() {
 		return ostree.Checksum{}, errors.New("merge commit: no base commit")
+	}
+	return writeMergeCommit(txn, tree, &base, manifestDigest, manifest, config)
+}
+
+// WritePlainMergeCommit is WriteMergeCommit for a plain image (no ostree
+// layer, every layer applied onto an empty tree): the commit has no parent
+// (ostree-ext's write_merge_commit_impl sets a parent only for ostree
+// images); everything else is the same.
+func WritePlainMergeCommit(txn *ostree.Txn, tree *ostree.MutableTree, manifestDigest string, manifest, config []byte) (ostree.Checksum, error) {
+	return writeMergeCommit(txn, tree, nil, manifestDigest, manifest, config)
+}
+
+// writeMergeCommit writes the merge commit with parent (nil: none).
+func writeMergeCommit(txn *ostree.Txn, tree *ostree.MutableTree, parent *ostree.Checksum, manifestDigest string, manifest, config []byte) (ostree.Checksum, error) {
+	if txn == nil || tree == nil {
+		return ostree.Checksum{}, errors.New("merge commit: nil transaction or tree")
 	}
 	if !derivedDigestRE.MatchString(manifestDigest) {
 		return ostree.Checksum{}, fmt.Errorf("merge commit: invalid manifest digest %q", manifestDigest)
@@ -662,7 +681,6 @@ func WriteMergeCommit(txn *ostree.Txn, tree *ostree.MutableTree, base ostree.Che
 	if err := removeEmptyLeftovers(txn, tree); err != nil {
 		return ostree.Checksum{}, fmt.Errorf("merge commit: %w", err)
 	}
-	parent := base
 	md := ostree.Metadata{
 		{Key: MergeMetaManifestDigest, Value: ostree.StringVariant(manifestDigest)},
 		{Key: MergeMetaManifest, Value: ostree.StringVariant(string(manifest))},
@@ -679,7 +697,8 @@ func WriteMergeCommit(txn *ostree.Txn, tree *ostree.MutableTree, base ostree.Che
 		md = append(md, ostree.MetaEntry{Key: "ostree.bootable", Value: gvariant.Variant{Type: "b", Value: true}})
 	}
 	c, err := txn.WriteCommit(tree, ostree.CommitOptions{
-		Parent:     &parent,
+		Parent:     parent,
+		NoParent:   parent == nil,
 		Timestamp:  ts,
 		NoBindings: true,
 		Metadata:   md,

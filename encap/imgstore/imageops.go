@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/ocitree/ocitree/encap"
 	"github.com/ocitree/ocitree/encap/derived"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/opencontainers/go-digest"
@@ -90,7 +89,7 @@ func History(repo *ostree.Repo, imgref string) ([]HistoryEntry, error) {
 	if cfg == nil {
 		cfg = []byte("{}")
 	}
-	layout, err := encap.ParseImageLayout(img.Manifest, cfg)
+	layout, err := storedLayout(img.Manifest, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", imgref, err)
 	}

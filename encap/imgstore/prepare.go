@@ -49,6 +49,13 @@ type Prepared struct {
 	BaseCommit ostree.Checksum
 	// Layers are the image's layers in manifest order.
 	Layers []PreparedLayer
+	// Plain: the image has no ostree layer (plain.go); every layer is
+	// applied onto an empty tree.
+	Plain bool
+	// Warnings are what the pull accepts but a user should know (bootc
+	// logs them): a missing containers.bootc label, a truncated history;
+	// Import adds the paths it dropped.
+	Warnings []string
 
 	r           oci.Reader
 	refName     string
@@ -109,7 +116,8 @@ func (p *Prepared) LayersToFetch() (n int, bytes int64) {
 
 // result is the PullResult of a prepared image before Import.
 func (p *Prepared) result() *PullResult {
-	res := &PullResult{ManifestDigest: p.ManifestDigest, AlreadyPresent: p.AlreadyPresent, LayersPresent: p.LayersPresent()}
+	res := &PullResult{ManifestDigest: p.ManifestDigest, AlreadyPresent: p.AlreadyPresent, LayersPresent: p.LayersPresent(),
+		Plain: p.Plain, Warnings: append([]string(nil), p.Warnings...)}
 	res.LayersFetched, res.BytesFetched = p.LayersToFetch()
 	if !p.AlreadyPresent {
 		res.BaseCommit = p.BaseCommit
@@ -135,7 +143,7 @@ func preparedLayers(ls []*layerState, ds []*derivedState) []PreparedLayer {
 
 // Pull is Prepare then, unless opts.Check, Import.
 func (s *Store) Pull(ctx context.Context, r oci.Reader, imgref string, opts PullOptions) (*PullResult, error) {
-	p, err := s.Prepare(ctx, r, imgref)
+	p, err := s.Prepare(ctx, r, imgref, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -89,7 +89,7 @@ func TestPrepareThenImport(t *testing.T) {
 	before := refMap(t, repo)
 
 	rd, name = openCounting(t, "oci:"+dir+":derived")
-	p, err := s.Prepare(ctx, rd, name)
+	p, err := s.Prepare(ctx, rd, name, PullOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestPullSameDerivedImageTwice(t *testing.T) {
 	}
 
 	rd, name = openCounting(t, "oci:"+dir+":derived")
-	p, err := s.Prepare(ctx, rd, name)
+	p, err := s.Prepare(ctx, rd, name, PullOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,7 @@ func Push(ctx context.Context, repo *ostree.Repo, imgref string, w oci.Writer, o
 	if si.Config == nil {
 		return nil, fmt.Errorf("image %s: its merge commit holds no config", imgref)
 	}
-	layout, err := encap.ParseImageLayout(si.Manifest, si.Config)
+	layout, err := storedLayout(si.Manifest, si.Config)
 	if err != nil {
 		return nil, err
 	}

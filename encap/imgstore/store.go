@@ -69,6 +69,12 @@ type PullOptions struct {
 	// Limits bound each layer's uncompressed stream (blob.DefaultLimits
 	// when nil).
 	Limits *blob.Limits
+	// Bootable makes the pull a host pull (bootc's): a plain image must
+	// carry the label ostree.bootable or containers.bootc (plain.go).
+	Bootable bool
+	// Arch, when set, must equal the image config's architecture (Go
+	// names, e.g. runtime.GOARCH).
+	Arch string
 }
 
 // PullResult says what Pull or Import did (or, with Check, would do).
@@ -91,6 +97,12 @@ type PullResult struct {
 	LayersPresent int
 	// GCRemoved counts layer refs removed by the layer GC after the pull.
 	GCRemoved int
+	// Plain: the image has no ostree layer (plain.go).
+	Plain bool
+	// Warnings are what the pull accepted but a user should know (bootc
+	// logs them): a missing containers.bootc label, a truncated history,
+	// dropped paths.
+	Warnings []string
 }
 
 // ImageRefName returns the ref under which the image imgref (a plain image
@@ -158,7 +170,11 @@ func Pull(ctx context.Context, repo *ostree.Repo, r oci.Reader, imgref string, o
 // diff_id is stored under another layer's ref (store_reuse.go). A blob ref
 // that disagrees with the image (kind, diff_id, the ostree.commit label) is
 // never trusted: its layer is fetched again.
-func (s *Store) Prepare(ctx context.Context, r oci.Reader, imgref string) (*Prepared, error) {
+//
+// Of opts only the host-pull checks (Bootable, Arch) apply here; a plain
+// image (no ostree layer, plain.go) is prepared as derived layers onto an
+// empty tree.
+func (s *Store) Prepare(ctx context.Context, r oci.Reader, imgref string, opts PullOptions) (*Prepared, error) {
 	repo := s.repo
 	imageRef, err := ImageRefName(imgref)
 	if err != nil {
@@ -200,6 +216,13 @@ func (s *Store) Prepare(ctx context.Context, r oci.Reader, imgref string) (*Prep
 			if c := cm.Metadata.String(derived.MergeMetaImageConfig); c != "" && c != "null" {
 				p.Config = []byte(c)
 			}
+			// A host pull checks a stored image too (it may have been
+			// stored by a plain `image pull`), from the stored config.
+			if p.Config != nil {
+				if p.Plain, p.Warnings, err = hostChecks(mb, p.Config, opts); err != nil {
+					return nil, err
+				}
+			}
 			return p, nil
 		}
 	}
@@ -208,6 +231,18 @@ func (s *Store) Prepare(ctx context.Context, r oci.Reader, imgref string) (*Prep
 	if err != nil {
 		return nil, err
 	}
+	// Plain images and host-pull checks: plain.go.
+	plain, warnings, err := hostChecks(mb, cb, opts)
+	if err != nil {
+		return nil, err
+	}
+	if plain {
+		if err := preparePlain(repo, p, mb, cb, warnings); err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
+	p.Warnings = warnings
 	layout, err := encap.ParseImageLayout(mb, cb)
 	if err != nil {
 		return nil, err
@@ -301,6 +336,11 @@ func (s *Store) Prepare(ctx context.Context, r oci.Reader, imgref string) (*Prep
 func (s *Store) Import(ctx context.Context, p *Prepared, opts PullOptions) (*PullResult, error) {
 	repo, r := s.repo, p.r
 	res := p.result()
+	if p.Plain && opts.VerifyCommit != nil {
+		// An ostree-remote signature is on an ostree commit; a plain
+		// image has none, so it cannot be verified that way.
+		return nil, errors.New("a plain image (no ostree layer) has no ostree commit to verify: ostree-remote-image: references need an ostree container image; use ostree-image-signed: (containers-policy.json)")
+	}
 	if p.AlreadyPresent {
 		res.MergeCommit, res.BaseCommit = p.Previous, p.BaseCommit
 		// Stored before, maybe by an unverified pull.
@@ -308,6 +348,9 @@ func (s *Store) Import(ctx context.Context, p *Prepared, opts PullOptions) (*Pul
 			return nil, err
 		}
 		return res, nil
+	}
+	if p.Plain {
+		return importPlain(ctx, repo, p, res, opts)
 	}
 	missing, derived, created := p.missing, p.derived, p.created
 
