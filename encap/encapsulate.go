@@ -3,7 +3,6 @@ package encap
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -19,7 +18,6 @@ import (
 	"github.com/ocitree/ocitree/oci"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/opencontainers/go-digest"
-	imgspec "github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 )
@@ -98,32 +96,19 @@ func Encapsulate(ctx context.Context, repo *ostree.Repo, commit ostree.Checksum,
 		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, l.DiffID)
 		cfg.History = append(cfg.History, v1.History{Created: &created, CreatedBy: l.CreatedBy})
 	}
-	if res.Config, err = json.Marshal(cfg); err != nil {
-		return nil, err
-	}
-	cfgDesc, err := w.PutBlob(ctx, bytes.NewReader(res.Config), oci.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: digest.FromBytes(res.Config), Size: int64(len(res.Config))})
-	if err != nil {
-		return nil, fmt.Errorf("writing image config: %w", err)
-	}
-	m := v1.Manifest{
-		Versioned:   imgspec.Versioned{SchemaVersion: 2},
-		MediaType:   v1.MediaTypeImageManifest,
-		Config:      oci.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: cfgDesc.Digest, Size: cfgDesc.Size},
-		Annotations: labels,
-	}
+	var descs []oci.Descriptor
 	for _, l := range layers {
-		m.Layers = append(m.Layers, l.Descriptor)
+		descs = append(descs, l.Descriptor)
 	}
-	if res.Manifest, err = json.Marshal(m); err != nil {
+	var annotations map[string]string
+	if len(labels) > 0 {
+		annotations = maps.Clone(labels)
+	}
+	wi, err := WriteImage(ctx, w, cfg, descs, annotations)
+	if err != nil {
 		return nil, err
 	}
-	res.ManifestDigest = digest.FromBytes(res.Manifest)
-	if err := w.PutManifest(ctx, res.Manifest, v1.MediaTypeImageManifest); err != nil {
-		return nil, fmt.Errorf("writing manifest: %w", err)
-	}
-	if err := w.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("committing image: %w", err)
-	}
+	res.Config, res.Manifest, res.ManifestDigest = wi.Config, wi.Manifest, wi.ManifestDigest
 	return res, nil
 }
 

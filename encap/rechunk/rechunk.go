@@ -1,9 +1,7 @@
 package rechunk
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -11,11 +9,11 @@ import (
 	"sort"
 	"time"
 
+	"github.com/ocitree/ocitree/encap"
 	"github.com/ocitree/ocitree/encap/blob"
 	"github.com/ocitree/ocitree/oci"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/opencontainers/go-digest"
-	imgspec "github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 )
@@ -112,34 +110,19 @@ func Rechunk(ctx context.Context, repo *ostree.Repo, commit ostree.Checksum, w o
 		cfg.History = append(cfg.History, v1.History{Created: &created, Author: CreatedBy, CreatedBy: CreatedBy, Comment: l.Layer.Annotation()})
 	}
 	res := &Result{Layers: layers}
-	if res.Config, err = json.Marshal(cfg); err != nil {
-		return nil, err
-	}
-	cfgDesc, err := w.PutBlob(ctx, bytes.NewReader(res.Config), oci.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: digest.FromBytes(res.Config), Size: int64(len(res.Config))})
-	if err != nil {
-		return nil, fmt.Errorf("writing image config: %w", err)
-	}
-	m := v1.Manifest{
-		Versioned: imgspec.Versioned{SchemaVersion: 2},
-		MediaType: v1.MediaTypeImageManifest,
-		Config:    oci.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: cfgDesc.Digest, Size: cfgDesc.Size},
-	}
-	if len(opts.Annotations) > 0 {
-		m.Annotations = maps.Clone(opts.Annotations)
-	}
+	var descs []oci.Descriptor
 	for _, l := range layers {
-		m.Layers = append(m.Layers, l.Descriptor)
+		descs = append(descs, l.Descriptor)
 	}
-	if res.Manifest, err = json.Marshal(m); err != nil {
+	var annotations map[string]string
+	if len(opts.Annotations) > 0 {
+		annotations = maps.Clone(opts.Annotations)
+	}
+	wi, err := encap.WriteImage(ctx, w, cfg, descs, annotations)
+	if err != nil {
 		return nil, err
 	}
-	res.ManifestDigest = digest.FromBytes(res.Manifest)
-	if err := w.PutManifest(ctx, res.Manifest, v1.MediaTypeImageManifest); err != nil {
-		return nil, fmt.Errorf("writing manifest: %w", err)
-	}
-	if err := w.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("committing image: %w", err)
-	}
+	res.Config, res.Manifest, res.ManifestDigest = wi.Config, wi.Manifest, wi.ManifestDigest
 	return res, nil
 }
 
