@@ -63,6 +63,11 @@ func (s *Sysroot) UpgradeFromDownloaded(opts UpdateOptions) (*UpdateResult, erro
 			continue
 		}
 		img := &PulledImage{Ref: ref, Origin: ref.String(), Commit: im.MergeCommit, ManifestDigest: im.ManifestDigest, AlreadyPresent: true}
+		// deployPulled deploys what Inspect found (PullImage sets it on a
+		// pull; here nothing was pulled).
+		if img.Info, err = Inspect(s.Repo, im.MergeCommit); err != nil {
+			return nil, fmt.Errorf("downloaded %s: %w", imgref, err)
+		}
 		logf(opts.Log, "deploying the downloaded %s (%s)", imgref, im.ManifestDigest)
 		return s.deployPulled(merge, imgref, img, opts)
 	}
