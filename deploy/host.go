@@ -223,13 +223,7 @@ func (s *Sysroot) deployPulled(merge *Deployment, imgref string, img *PulledImag
 		}
 		return res, nil
 	}
-	info := img.Info
-	if info == nil {
-		var err error
-		if info, err = Inspect(s.Repo, img.Commit); err != nil {
-			return nil, fmt.Errorf("%s: %w", imgref, err)
-		}
-	}
+	info := img.Info // set by PullImage, or by UpgradeFromDownloaded
 	kargs, err := s.carryKargs(merge, info)
 	if err != nil {
 		return nil, err

@@ -213,17 +213,7 @@ func importPlain(ctx context.Context, repo *ostree.Repo, p *Prepared, res *PullR
 	}
 	res.Warnings = append(res.Warnings, dropped...)
 	res.MergeCommit = merge
-	if err := fpPullBeforeLayerGC.Hit(); err != nil {
-		return res, err
-	}
-	if !opts.NoGC {
-		n, err := GC(repo)
-		if err != nil {
-			return res, fmt.Errorf("image stored, but layer GC failed: %w", err)
-		}
-		res.GCRemoved = n
-	}
-	return res, nil
+	return finishImport(repo, res, opts)
 }
 
 // writePlainMerge applies every layer onto an empty tree (as writeMerge

@@ -381,17 +381,7 @@ func (s *Store) Import(ctx context.Context, p *Prepared, opts PullOptions) (*Pul
 		return nil, err
 	}
 	res.MergeCommit = merge
-	if err := fpPullBeforeLayerGC.Hit(); err != nil {
-		return res, err
-	}
-	if !opts.NoGC {
-		n, err := GC(repo)
-		if err != nil {
-			return res, fmt.Errorf("image stored, but layer GC failed: %w", err)
-		}
-		res.GCRemoved = n
-	}
-	return res, nil
+	return finishImport(repo, res, opts)
 }
 
 func descs(ls []*layerState) []v1.Descriptor {
@@ -816,4 +806,20 @@ func checkDescriptors(m *v1.Manifest) error {
 		}
 	}
 	return nil
+}
+
+// finishImport runs the layer GC after an image was stored (unless
+// opts.NoGC); ostree and plain imports end alike.
+func finishImport(repo *ostree.Repo, res *PullResult, opts PullOptions) (*PullResult, error) {
+	if err := fpPullBeforeLayerGC.Hit(); err != nil {
+		return res, err
+	}
+	if !opts.NoGC {
+		n, err := GC(repo)
+		if err != nil {
+			return res, fmt.Errorf("image stored, but layer GC failed: %w", err)
+		}
+		res.GCRemoved = n
+	}
+	return res, nil
 }
