@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
 	"github.com/ocitree/ocitree/oci"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -144,7 +145,10 @@ func Decompress(r io.Reader, mediaType string) (io.ReadCloser, error) {
 	r = bufio.NewReaderSize(r, 1<<20)
 	switch {
 	case strings.HasSuffix(mediaType, "+gzip"), strings.HasSuffix(mediaType, ".tar.gzip"), mediaType == "application/vnd.docker.image.rootfs.diff.tar.gzip":
-		zr, err := gzip.NewReader(r)
+		// pgzip inflates in a goroutine of its own, up to eight 1 MiB blocks
+		// ahead (and checks the CRC beside it), so inflating overlaps the
+		// hashing, parsing and writing of what was already inflated.
+		zr, err := pgzip.NewReaderN(r, 1<<20, 8)
 		if err != nil {
 			return nil, fmt.Errorf("gzip: %w", err)
 		}
