@@ -87,7 +87,10 @@ func NewRecorder(inline func(name string) bool) *Recorder {
 
 // Stream is the pass-through side of a recording.
 type Stream struct {
-	pr   *io.PipeReader
+	pr *io.PipeReader
+	// br reads the pipe in large chunks: every pipe read is a handoff
+	// between goroutines, and tar readers read 512 bytes at a time.
+	br   *bufio.Reader
 	done chan error
 }
 
@@ -96,7 +99,7 @@ type Stream struct {
 // went well) or Abort.
 func (s *Recorder) Record(src io.Reader) *Stream {
 	pr, pw := io.Pipe()
-	st := &Stream{pr: pr, done: make(chan error, 1)}
+	st := &Stream{pr: pr, br: bufio.NewReaderSize(pr, 256<<10), done: make(chan error, 1)}
 	go func() {
 		// Hand the consumer large chunks: the tar reader reads 512-byte
 		// headers, and a pipe write per header costs a goroutine switch.
@@ -112,12 +115,12 @@ func (s *Recorder) Record(src io.Reader) *Stream {
 }
 
 // Read reads the recorded stream.
-func (st *Stream) Read(p []byte) (int, error) { return st.pr.Read(p) }
+func (st *Stream) Read(p []byte) (int, error) { return st.br.Read(p) }
 
 // Finish reads what the consumer left (end-of-archive blocks, trailing
 // bytes) and waits for the recorder.
 func (st *Stream) Finish() error {
-	_, cerr := io.Copy(io.Discard, st.pr)
+	_, cerr := io.Copy(io.Discard, st.br)
 	if err := <-st.done; err != nil {
 		return fmt.Errorf("recording the layer's tar-split: %w", err)
 	}
