@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 
@@ -71,8 +72,18 @@ func setupFailpoints() {
 	}
 }
 
+// defaultMemoryLimit is the Go runtime's soft memory limit unless GOMEMLIMIT
+// says otherwise. Without one the collector lets the heap grow to twice what
+// is live: a layer of 200,000 entries keeps ~120 MiB live (its tree, its
+// record) and peaked at 250 MiB RSS. With the limit the collector runs more
+// often near it instead; it is soft, so a larger live set is still served.
+const defaultMemoryLimit = 160 << 20
+
 func main() {
 	setupFailpoints()
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 	if path := os.Getenv("OCITREE_CPUPROFILE"); path != "" {
 		// For performance work: a CPU profile of the whole command.
 		if f, err := os.Create(path); err == nil {
