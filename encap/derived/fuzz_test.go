@@ -28,35 +28,42 @@ func FuzzApply(f *testing.F) {
 	for _, s := range seeds {
 		f.Add(s)
 	}
+	// One repository and base per fuzzing process: an exec is then one
+	// transaction, aborted, not a repository created and removed (which on
+	// a slow disk made each exec cost tens of milliseconds).
+	top := f.TempDir()
+	mode := ostree.ModeBareUserOnly
+	if os.Geteuid() == 0 {
+		mode = ostree.ModeBare
+	}
+	r, err := ostree.Init(filepath.Join(top, "repo"), mode)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer r.Close()
+	base := dlCommitTar(f, r, dlBaseTar(f))
 	f.Fuzz(func(t *testing.T, layer []byte) {
-		top := t.TempDir()
-		mode := ostree.ModeBareUserOnly
-		if os.Geteuid() == 0 {
-			mode = ostree.ModeBare
-		}
-		r, err := ostree.Init(filepath.Join(top, "repo"), mode)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		base := dlCommitTar(t, r, dlBaseTar(t))
 		txn, err := r.Begin()
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer txn.Abort()
 		tree := dlTreeOf(t, r, base)
 		if _, err := Apply(txn, tree, bytes.NewReader(layer), Options{}); err == nil {
 			if _, err := txn.WriteCommit(tree, ostree.CommitOptions{Parent: &base, Timestamp: time.Unix(2, 0)}); err != nil {
+				txn.Abort()
 				t.Fatalf("applied, but the tree does not write: %v", err)
 			}
 		}
+		txn.Abort()
 		ents, err := os.ReadDir(top)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(ents) != 1 {
 			t.Fatalf("written outside the repository: %v", ents)
+		}
+		if left, _ := filepath.Glob(filepath.Join(top, "repo", "tmp", "ocitree-staging-*")); len(left) != 0 {
+			t.Fatalf("the aborted transaction left %v", left)
 		}
 	})
 }

@@ -35,33 +35,39 @@ func FuzzImportChunkLayer(f *testing.F) {
 	f.Add(mk(tar.Header{Name: obj, Typeflag: tar.TypeReg, Size: 1}, tar.Header{Name: "usr/a", Typeflag: tar.TypeLink, Linkname: obj}, tar.Header{Name: "usr/a", Typeflag: tar.TypeLink, Linkname: "usr/b"}), false)
 	f.Add(mk(tar.Header{Name: "sysroot/ostree/repo/objects/ab/" + string(bytes.Repeat([]byte("c"), 62)) + ".commit", Typeflag: tar.TypeReg, Size: 8}), true)
 	f.Add([]byte("garbage"), true)
+	// One repository per fuzzing process: an exec is one transaction,
+	// aborted (creating and removing a repository per exec was most of the
+	// time on a slow disk).
+	top := f.TempDir()
+	mode := ostree.ModeBareUserOnly
+	if os.Geteuid() == 0 {
+		mode = ostree.ModeBare
+	}
+	r, err := ostree.Init(filepath.Join(top, "repo"), mode)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer r.Close()
 	f.Fuzz(func(t *testing.T, layer []byte, commit bool) {
-		top := t.TempDir()
-		mode := ostree.ModeBareUserOnly
-		if os.Geteuid() == 0 {
-			mode = ostree.ModeBare
-		}
-		r, err := ostree.Init(filepath.Join(top, "repo"), mode)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
 		txn, err := r.Begin()
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer txn.Abort()
 		if commit {
 			_, _ = ImportCommitLayer(txn, bytes.NewReader(layer))
 		} else {
 			_, _ = ImportChunkLayerObjects(txn, bytes.NewReader(layer))
 		}
+		txn.Abort()
 		ents, err := os.ReadDir(top)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(ents) != 1 {
 			t.Fatalf("written outside the repository: %v", ents)
+		}
+		if left, _ := filepath.Glob(filepath.Join(top, "repo", "tmp", "ocitree-staging-*")); len(left) != 0 {
+			t.Fatalf("the aborted transaction left %v", left)
 		}
 	})
 }
