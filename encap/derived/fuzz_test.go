@@ -2,11 +2,10 @@ package derived
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/ocitree/ocitree/encap/internal/enctest"
 	"github.com/ocitree/ocitree/ostree"
 )
 
@@ -31,16 +30,7 @@ func FuzzApply(f *testing.F) {
 	// One repository and base per fuzzing process: an exec is then one
 	// transaction, aborted, not a repository created and removed (which on
 	// a slow disk made each exec cost tens of milliseconds).
-	top := f.TempDir()
-	mode := ostree.ModeBareUserOnly
-	if os.Geteuid() == 0 {
-		mode = ostree.ModeBare
-	}
-	r, err := ostree.Init(filepath.Join(top, "repo"), mode)
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer r.Close()
+	top, r := enctest.FuzzRepo(f)
 	base := dlCommitTar(f, r, dlBaseTar(f))
 	f.Fuzz(func(t *testing.T, layer []byte) {
 		txn, err := r.Begin()
@@ -55,15 +45,6 @@ func FuzzApply(f *testing.F) {
 			}
 		}
 		txn.Abort()
-		ents, err := os.ReadDir(top)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(ents) != 1 {
-			t.Fatalf("written outside the repository: %v", ents)
-		}
-		if left, _ := filepath.Glob(filepath.Join(top, "repo", "tmp", "ocitree-staging-*")); len(left) != 0 {
-			t.Fatalf("the aborted transaction left %v", left)
-		}
+		enctest.Contained(t, top)
 	})
 }

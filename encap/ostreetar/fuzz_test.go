@@ -3,11 +3,9 @@ package ostreetar
 import (
 	"archive/tar"
 	"bytes"
-	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/ocitree/ocitree/ostree"
+	"github.com/ocitree/ocitree/encap/internal/enctest"
 )
 
 // FuzzImportChunkLayer feeds arbitrary tar streams to the ostree-layer
@@ -38,16 +36,7 @@ func FuzzImportChunkLayer(f *testing.F) {
 	// One repository per fuzzing process: an exec is one transaction,
 	// aborted (creating and removing a repository per exec was most of the
 	// time on a slow disk).
-	top := f.TempDir()
-	mode := ostree.ModeBareUserOnly
-	if os.Geteuid() == 0 {
-		mode = ostree.ModeBare
-	}
-	r, err := ostree.Init(filepath.Join(top, "repo"), mode)
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer r.Close()
+	top, r := enctest.FuzzRepo(f)
 	f.Fuzz(func(t *testing.T, layer []byte, commit bool) {
 		txn, err := r.Begin()
 		if err != nil {
@@ -59,15 +48,6 @@ func FuzzImportChunkLayer(f *testing.F) {
 			_, _ = ImportChunkLayerObjects(txn, bytes.NewReader(layer))
 		}
 		txn.Abort()
-		ents, err := os.ReadDir(top)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(ents) != 1 {
-			t.Fatalf("written outside the repository: %v", ents)
-		}
-		if left, _ := filepath.Glob(filepath.Join(top, "repo", "tmp", "ocitree-staging-*")); len(left) != 0 {
-			t.Fatalf("the aborted transaction left %v", left)
-		}
+		enctest.Contained(t, top)
 	})
 }

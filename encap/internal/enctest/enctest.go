@@ -76,6 +76,40 @@ func NewRepo(t testing.TB, m ostree.Mode) *ostree.Repo {
 	return r
 }
 
+// FuzzRepo initialises the one repository a fuzz target's process uses,
+// at top/repo: bare as root, else bare-user-only. Each exec then runs one
+// transaction and aborts it, and checks with Contained.
+func FuzzRepo(f *testing.F) (top string, r *ostree.Repo) {
+	f.Helper()
+	top = f.TempDir()
+	mode := ostree.ModeBareUserOnly
+	if os.Geteuid() == 0 {
+		mode = ostree.ModeBare
+	}
+	r, err := ostree.Init(filepath.Join(top, "repo"), mode)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { r.Close() })
+	return top, r
+}
+
+// Contained fails t when anything besides the repository was written in
+// top, or an aborted transaction left its staging directory.
+func Contained(t testing.TB, top string) {
+	t.Helper()
+	ents, err := os.ReadDir(top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1 {
+		t.Fatalf("written outside the repository: %v", ents)
+	}
+	if left, _ := filepath.Glob(filepath.Join(top, "repo", "tmp", "ocitree-staging-*")); len(left) != 0 {
+		t.Fatalf("the aborted transaction left %v", left)
+	}
+}
+
 // CommitDir commits the directory src into r without a parent.
 func CommitDir(t testing.TB, r *ostree.Repo, src string) ostree.Checksum {
 	t.Helper()
