@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -19,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ocitree/ocitree/internal/registrytest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -34,89 +33,12 @@ type registryServer struct {
 
 var blobPathRE = regexp.MustCompile(`^/v2/.+/blobs/(sha256:[0-9a-f]{64})$`)
 
-// freePort returns a port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startRegistry runs docker-registry (spec/go-deps.md §2) with its config
-// and filesystem storage in a temp dir; it is killed when the test ends.
+// startRegistry runs docker-registry (internal/registrytest) with its
+// config and storage in a temp dir, and a counting proxy in front of it;
+// both stop when the test ends.
 func startRegistry(t *testing.T) *registryServer {
 	t.Helper()
-	dir := workDir(t)
-	data := filepath.Join(dir, "data")
-	if err := os.MkdirAll(data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	config := fmt.Sprintf(`version: 0.1
-log:
-  level: info
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-  secret: ocitree-integration-test
-`, data, addr)
-	cfgFile := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgFile, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(dir, "registry.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The registry logs "listening on ADDR" once its socket is bound (at
-	// level info): the test waits for that line instead of polling.
-	cmd := exec.Command("docker-registry", "serve", cfgFile)
-	cmd.Stdout = logf
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	listening := make(chan struct{})
-	logDone := make(chan struct{})
-	go func() {
-		defer close(logDone)
-		sc := bufio.NewScanner(stderr)
-		seen := false
-		for sc.Scan() {
-			fmt.Fprintln(logf, sc.Text())
-			if !seen && strings.Contains(sc.Text(), `msg="listening on `+addr+`"`) {
-				seen = true
-				close(listening)
-			}
-		}
-	}()
-	exited := make(chan struct{})
-	go func() { <-logDone; cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		logf.Close()
-	})
-	logText := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
-	select {
-	case <-listening:
-	case <-exited:
-		t.Fatalf("docker-registry exited before listening on %s:\n%s", addr, logText())
-	case <-time.After(cmdTimeout): // a hang guard, not a measurement
-		t.Fatalf("docker-registry neither listens on %s nor exits:\n%s", addr, logText())
-	}
-
+	addr := registrytest.Start(t, workDir(t))
 	s := &registryServer{addr: addr, blobs: map[string]int64{}}
 	target, _ := url.Parse("http://" + addr)
 	proxy := httputil.NewSingleHostReverseProxy(target)
