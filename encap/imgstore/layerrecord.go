@@ -12,11 +12,18 @@ package imgstore
 // payload stays reachable — also those of entries the merge drops (/tmp
 // children, whiteouts with content) and earlier duplicates of a path. For
 // an ostree layer (whose blob ref points at the ostree commit or the §5.6
-// object-set commit) the record has an empty root and sits under its own
-// ref, TarSplitRefPrefix + escaped digest: its payloads are the objects the
-// tar names.
+// object-set commit) the record sits under its own ref, TarSplitRefPrefix +
+// escaped digest: its payloads are the objects the tar names.
+//
+// The tar-split itself is a content object in the record's root named
+// tarSplitFile (no payload name looks like it), so that the commit stays a
+// few hundred bytes: a pull reads every record's kind and diff_id to find
+// stored layers by diff_id, and a record of a large layer carries MBs of
+// tar-split. Records written before keep it in the commit metadata
+// (recordMetaTarSplit); both are read.
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strings"
@@ -35,8 +42,8 @@ const TarSplitRefPrefix = "ostree/container/tarsplit/"
 
 // Record commit metadata keys.
 const (
-	recordMetaKind      = "ocitree.layer.kind" // s: recordDerived or recordOstree
-	recordMetaTarSplit  = "ocitree.layer.tar-split"
+	recordMetaKind      = "ocitree.layer.kind"      // s: recordDerived or recordOstree
+	recordMetaTarSplit  = "ocitree.layer.tar-split" // ay: records of older versions
 	recordMetaDiffID    = "ocitree.layer.diff-id"
 	recordMetaMediaType = "ocitree.layer.media-type"
 	recordMetaSize      = "ocitree.layer.size" // t: compressed blob size
@@ -46,14 +53,23 @@ const (
 	recordOstree  = "ostree"
 )
 
+// tarSplitFile names the tar-split object in a record's root.
+const tarSplitFile = "tar-split.json.gz"
+
+// maxTarSplit bounds the tar-split object read back into memory (a
+// layer's headers, gzip-compressed: ~25 MB per GB of layer).
+const maxTarSplit = 256 << 20
+
 // layerRecord is a parsed record commit.
 type layerRecord struct {
-	Kind      string
-	TarSplit  []byte
-	DiffID    digest.Digest
-	MediaType string
-	Size      int64
-	Prefix    string
+	Kind string
+	// inlineSplit is the tar-split of an older record (in its metadata);
+	// newer ones keep it in their root (tarSplit reads it).
+	inlineSplit []byte
+	DiffID      digest.Digest
+	MediaType   string
+	Size        int64
+	Prefix      string
 	// root lists the payload objects of a derived record.
 	root *ostree.MutableTree
 }
@@ -77,19 +93,24 @@ func payloadName(i int) string { return fmt.Sprintf("%08d", i) }
 // content objects of a derived layer's payloads in tar order (nil for an
 // ostree layer).
 func writeLayerRecord(txn *ostree.Txn, kind string, desc *blobDesc, info *blob.Info, split []byte, payloads []ostree.Checksum) (ostree.Checksum, error) {
-	names := make([]string, len(payloads))
+	names := make([]string, 0, len(payloads)+1)
 	for i := range payloads {
-		names[i] = payloadName(i)
+		names = append(names, payloadName(i))
 	}
+	sc, err := txn.WriteContent(&ostree.FileMeta{Mode: 0o100644}, bytes.NewReader(split), int64(len(split)))
+	if err != nil {
+		return ostree.Checksum{}, fmt.Errorf("storing the tar-split: %w", err)
+	}
+	names = append(names, tarSplitFile)
+	objs := append(payloads[:len(payloads):len(payloads)], sc)
 	md := ostree.Metadata{
 		{Key: recordMetaKind, Value: ostree.StringVariant(kind)},
 		{Key: recordMetaDiffID, Value: ostree.StringVariant(desc.diffID.String())},
 		{Key: recordMetaMediaType, Value: ostree.StringVariant(desc.mediaType)},
 		{Key: recordMetaSize, Value: gvariant.Variant{Type: "t", Value: uint64(desc.size)}},
 		{Key: recordMetaPrefix, Value: ostree.StringVariant(info.Prefix)},
-		{Key: recordMetaTarSplit, Value: gvariant.Variant{Type: "ay", Value: split}},
 	}
-	return writeFlatCommit(txn, names, payloads, md)
+	return writeFlatCommit(txn, names, objs, md)
 }
 
 // blobDesc is what a record says of its blob.
@@ -119,14 +140,51 @@ func readLayerRecord(repo *ostree.Repo, c ostree.Checksum) (*layerRecord, error)
 			rec.Size = int64(n)
 		}
 	}
-	v, ok := cm.Metadata.Lookup(recordMetaTarSplit)
-	if b, isBytes := v.Value.([]byte); ok && isBytes {
-		rec.TarSplit = b
-	} else {
-		return nil, fmt.Errorf("layer record %s has no %s", c, recordMetaTarSplit)
+	if v, ok := cm.Metadata.Lookup(recordMetaTarSplit); ok {
+		b, isBytes := v.Value.([]byte)
+		if !isBytes {
+			return nil, fmt.Errorf("layer record %s: %s is not bytes", c, recordMetaTarSplit)
+		}
+		rec.inlineSplit = b
 	}
 	rec.root = ostree.NewMutableTreeFrom(repo, cm.RootTree, cm.RootMeta)
 	return rec, nil
+}
+
+// tarSplit returns the record's tar-split.
+func (rec *layerRecord) tarSplit(repo *ostree.Repo) ([]byte, error) {
+	if rec.inlineSplit != nil {
+		return rec.inlineSplit, nil
+	}
+	c, ok, err := rec.root.File(tarSplitFile)
+	if err != nil {
+		return nil, fmt.Errorf("layer record: %w", err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("layer record of %s has no tar-split", rec.DiffID)
+	}
+	rc, err := openPayload(repo, c)
+	if err != nil {
+		return nil, fmt.Errorf("layer record tar-split: %w", err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxTarSplit+1))
+	if err == nil && len(b) > maxTarSplit {
+		err = fmt.Errorf("over %d bytes", maxTarSplit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("layer record tar-split: %w", err)
+	}
+	return b, nil
+}
+
+// assemble writes the tar the record describes to w.
+func (rec *layerRecord) assemble(repo *ostree.Repo, w io.Writer) error {
+	split, err := rec.tarSplit(repo)
+	if err != nil {
+		return err
+	}
+	return tarsplit.Assemble(w, split, rec.opener(repo))
 }
 
 // opener returns the payloads of the record from repo.

@@ -12,7 +12,6 @@ import (
 
 	"github.com/ocitree/ocitree/encap"
 	"github.com/ocitree/ocitree/encap/blob"
-	"github.com/ocitree/ocitree/encap/imgstore/internal/tarsplit"
 	"github.com/ocitree/ocitree/oci"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/opencontainers/go-digest"
@@ -245,7 +244,7 @@ func compressedTar(repo *ostree.Repo, rec *layerRecord, c layerCompressor) io.Re
 		cw, err := c.new(pw)
 		if err == nil {
 			bw := bufio.NewWriterSize(cw, 256<<10)
-			err = tarsplit.Assemble(bw, rec.TarSplit, rec.opener(repo))
+			err = rec.assemble(repo, bw)
 			if err == nil {
 				err = bw.Flush()
 			}
@@ -273,7 +272,7 @@ func recompressLayer(ctx context.Context, repo *ostree.Repo, w oci.Writer, layou
 		return err
 	}
 	desc, _, err := blob.WriteLayer(ctx, w, func(bw io.Writer) error {
-		return tarsplit.Assemble(bw, rec.TarSplit, rec.opener(repo))
+		return rec.assemble(repo, bw)
 	}, comp, mt)
 	if err != nil {
 		return err

@@ -21,7 +21,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 	"github.com/ocitree/ocitree/encap/blob"
-	"github.com/ocitree/ocitree/encap/imgstore/internal/tarsplit"
 	"github.com/ocitree/ocitree/ostree"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -131,7 +130,7 @@ func findCompressor(repo *ostree.Repo, rec *layerRecord, desc v1.Descriptor) (la
 		if err != nil {
 			return layerCompressor{}, false, err
 		}
-		err = tarsplit.Assemble(cw, rec.TarSplit, rec.opener(repo))
+		err = rec.assemble(repo, cw)
 		if err == nil {
 			err = cw.Close()
 		}

@@ -237,7 +237,7 @@ func withAssembledTar(repo *ostree.Repo, rec *layerRecord, consume func(io.Reade
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := tarsplit.Assemble(pw, rec.TarSplit, rec.opener(repo))
+		err := rec.assemble(repo, pw)
 		pw.CloseWithError(err)
 		done <- err
 	}()

@@ -36,25 +36,31 @@ func storedByDiffID(repo *ostree.Repo) (map[digest.Digest]storedLayer, error) {
 		return nil, err
 	}
 	blobs := map[string]ostree.Checksum{}
+	recorded := map[string]bool{} // ostree layers with a record ref
 	for _, ref := range refs {
 		if esc, ok := strings.CutPrefix(ref.Name, BlobRefPrefix); ok {
 			blobs[esc] = ref.Checksum
+		} else if esc, ok := strings.CutPrefix(ref.Name, TarSplitRefPrefix); ok {
+			recorded[esc] = true
 		}
 	}
 	out := map[digest.Digest]storedLayer{}
 	for _, ref := range refs {
 		esc, isOstree := strings.CutPrefix(ref.Name, TarSplitRefPrefix)
 		if !isOstree {
-			esc = strings.TrimPrefix(ref.Name, BlobRefPrefix)
+			var isBlob bool
+			if esc, isBlob = strings.CutPrefix(ref.Name, BlobRefPrefix); !isBlob || recorded[esc] {
+				continue // not a layer ref, or an ostree layer's blob ref (its record is read)
+			}
 		}
 		blob, ok := blobs[esc]
-		if !ok || (!isOstree && blob != ref.Checksum) {
-			continue // a record whose layer is gone, or an ostree layer's blob ref
+		if !ok {
+			continue // a record whose layer is gone
 		}
 		rec, err := readLayerRecord(repo, ref.Checksum)
 		if err != nil {
 			if !isOstree {
-				continue // an ostree layer's blob ref (no record)
+				continue // an ostree layer's blob ref stored without a record (by an older ocitree)
 			}
 			return nil, fmt.Errorf("ref %s: %w", ref.Name, err)
 		}
