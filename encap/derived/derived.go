@@ -137,13 +137,23 @@ type derivedApplier struct {
 // Everything is written through txn. After an error, tree is in an
 // unspecified state and the caller should abort txn.
 func Apply(txn *ostree.Txn, tree *ostree.MutableTree, r io.Reader, opts Options) (*LayerStats, error) {
-	return ApplyRecording(txn, tree, r, opts, nil)
+	return ApplyRecording(txn, tree, tar.NewReader(r), opts, nil)
 }
 
-// ApplyRecording is Apply that also stores the payload of each regular-file
-// entry the tree does not take and passes its checksum to onPayload, so that
-// a record of the layer can give every payload back.
-func ApplyRecording(txn *ostree.Txn, tree *ostree.MutableTree, r io.Reader, opts Options, onPayload func(ostree.Checksum)) (*LayerStats, error) {
+// TarReader is what ApplyRecording reads a layer through: archive/tar's
+// Reader, or one that also records the layer as it is read.
+type TarReader interface {
+	// Next advances to the next entry; io.EOF at the end of the tar.
+	Next() (*tar.Header, error)
+	// Read reads the current entry's payload.
+	Read(p []byte) (int, error)
+}
+
+// ApplyRecording is Apply reading the tar through tr that also stores the
+// payload of each regular-file entry the tree does not take and passes its
+// checksum to onPayload, so that a record of the layer can give every
+// payload back.
+func ApplyRecording(txn *ostree.Txn, tree *ostree.MutableTree, tr TarReader, opts Options, onPayload func(ostree.Checksum)) (*LayerStats, error) {
 	if txn == nil || tree == nil {
 		return nil, errors.New("derived layer: nil transaction or tree")
 	}
@@ -155,7 +165,6 @@ func ApplyRecording(txn *ostree.Txn, tree *ostree.MutableTree, r io.Reader, opts
 		added:     &addedNode{},
 		onPayload: onPayload,
 	}
-	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -178,7 +187,7 @@ func ApplyRecording(txn *ostree.Txn, tree *ostree.MutableTree, r io.Reader, opts
 
 // keepPayload stores the payload of an entry the tree did not take, when
 // recording.
-func (a *derivedApplier) keepPayload(hdr *tar.Header, tr *tar.Reader) error {
+func (a *derivedApplier) keepPayload(hdr *tar.Header, tr io.Reader) error {
 	if a.onPayload == nil || a.reported || hdr.Typeflag != tar.TypeReg || hdr.Size == 0 {
 		return nil
 	}
@@ -230,7 +239,7 @@ func (a *derivedApplier) drop(key string) {
 	}
 }
 
-func (a *derivedApplier) entry(hdr *tar.Header, tr *tar.Reader) error {
+func (a *derivedApplier) entry(hdr *tar.Header, tr io.Reader) error {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil
 	}

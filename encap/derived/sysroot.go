@@ -3,6 +3,7 @@ package derived
 import (
 	"archive/tar"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/ocitree/ocitree/ostree"
@@ -66,7 +67,7 @@ func isObjectPath(parts []string) bool {
 
 // objectEntry handles an entry at an object path; handled is false for any
 // other path.
-func (a *derivedApplier) objectEntry(parts []string, hdr *tar.Header, tr *tar.Reader) (handled bool, err error) {
+func (a *derivedApplier) objectEntry(parts []string, hdr *tar.Header, tr io.Reader) (handled bool, err error) {
 	if !isObjectPath(parts) {
 		return false, nil
 	}

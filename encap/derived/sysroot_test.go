@@ -1,6 +1,7 @@
 package derived
 
 import (
+	"archive/tar"
 	"io"
 	"strings"
 	"testing"
@@ -121,7 +122,7 @@ func TestDerivedObjectPathsRecorded(t *testing.T) {
 	defer txn.Abort()
 	layer := dlTar(t, dlFile("usr/bin/first", "first"), dlFile(dlObj("b7"), "changed"), dlLink("usr/bin/sh", dlObj("b7")), dlFile(dlObj("c8"), "unused"))
 	var got []ostree.Checksum
-	if _, err := ApplyRecording(txn, dlTreeOf(t, r, base), strings.NewReader(string(layer)), Options{}, func(c ostree.Checksum) { got = append(got, c) }); err != nil {
+	if _, err := ApplyRecording(txn, dlTreeOf(t, r, base), tar.NewReader(strings.NewReader(string(layer))), Options{}, func(c ostree.Checksum) { got = append(got, c) }); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 3 {

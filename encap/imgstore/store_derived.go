@@ -184,9 +184,13 @@ func writeMerge(ctx context.Context, repo *ostree.Repo, r oci.Reader, layers []*
 func fetchDerived(ctx context.Context, txn *ostree.Txn, r oci.Reader, tree *ostree.MutableTree, d *derivedState, dopts derived.Options, progress fetchConfig) error {
 	rec := tarsplit.NewRecorder(nil)
 	var payloads []ostree.Checksum
-	info, err := blob.Fetch(ctx, r, d.desc, d.diffID, progress.options(rec), func(tr io.Reader) error {
-		_, err := derived.ApplyRecording(txn, tree, tr, dopts, func(c ostree.Checksum) { payloads = append(payloads, c) })
-		return err
+	// One parse of the tar: the applier reads it through the recorder.
+	info, err := blob.Fetch(ctx, r, d.desc, d.diffID, progress.options(nil), func(stream io.Reader) error {
+		tr := rec.Reader(stream)
+		if _, err := derived.ApplyRecording(txn, tree, tr, dopts, func(c ostree.Checksum) { payloads = append(payloads, c) }); err != nil {
+			return err
+		}
+		return tr.Finish()
 	})
 	if err != nil {
 		return err

@@ -175,10 +175,14 @@ func (s *Recorder) run(src io.Reader) error {
 			return err
 		}
 	}
-	// Bytes after the end-of-archive blocks belong to the diff_id too, so
-	// they are kept in the record (in memory until the layer is done): a
-	// few blocks of padding from tools that write whole records, never a
-	// payload's worth.
+	return s.trailing(src)
+}
+
+// trailing records the bytes after the end-of-archive blocks: they belong
+// to the diff_id too, so they are kept in the record (in memory until the
+// layer is done): a few blocks of padding from tools that write whole
+// records, never a payload's worth.
+func (s *Recorder) trailing(src io.Reader) error {
 	buf := make([]byte, 64<<10)
 	var trailing int64
 	for {

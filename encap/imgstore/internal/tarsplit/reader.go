@@ -1,0 +1,193 @@
+package tarsplit
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+
+	tstar "github.com/vbatts/tar-split/archive/tar"
+	"github.com/vbatts/tar-split/tar/storage"
+)
+
+// A Reader reads a tar entry by entry, like archive/tar's Reader, and
+// records it while its consumer reads: one parse of the tar on the
+// consumer's goroutine. ([Recorder.Record] parses on a goroutine of its own
+// and hands the bytes on through a pipe, for consumers that take an
+// io.Reader.)
+type Reader struct {
+	s  *Recorder
+	br *bufio.Reader
+	tr *tstar.Reader
+	// cur is the entry being read; its file record is written when the
+	// next entry is asked for (payload bytes counted in n, or kept in
+	// inline when the record keeps them).
+	cur    *tstar.Header
+	n      int64
+	inline *bytes.Buffer
+	eof    bool
+	err    error
+}
+
+// Reader returns a reader of the tar in src that records it into s. The
+// caller reads entries up to io.EOF and then calls Finish.
+func (s *Recorder) Reader(src io.Reader) *Reader {
+	// The tar reader reads 512-byte headers: large reads below it.
+	br := bufio.NewReaderSize(src, 256<<10)
+	tr := tstar.NewReader(br)
+	tr.RawAccounting = true
+	return &Reader{s: s, br: br, tr: tr}
+}
+
+// Next finishes the current entry (its unread payload is read and counted)
+// and advances to the next one. It returns io.EOF at the end of the tar.
+func (r *Reader) Next() (*tar.Header, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	hdr, err := r.next()
+	if err != nil {
+		r.err = err
+		return nil, err
+	}
+	return hdr, nil
+}
+
+func (r *Reader) next() (*tar.Header, error) {
+	if err := r.endEntry(); err != nil {
+		return nil, err
+	}
+	hdr, err := r.tr.Next()
+	if err == io.EOF {
+		r.eof = true
+		if err := r.s.segment(r.tr.RawBytes()); err != nil {
+			return nil, err
+		}
+		return nil, io.EOF
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := r.s.segment(r.tr.RawBytes()); err != nil {
+		return nil, err
+	}
+	if err := notSparse(hdr); err != nil {
+		return nil, err
+	}
+	r.cur, r.n, r.inline = hdr, 0, nil
+	if err := r.startInline(hdr); err != nil {
+		return nil, err
+	}
+	return stdHeader(hdr), nil
+}
+
+// startInline sets up keeping the payload of hdr in the record, when the
+// recorder keeps that entry's and it fits the limits.
+func (r *Reader) startInline(hdr *tstar.Header) error {
+	s := r.s
+	if hdr.Size <= 0 || s.inline == nil || s.failed != nil || !s.inline(hdr.Name) {
+		return nil
+	}
+	if hdr.Size > maxInlinePayload || s.inlined+hdr.Size > maxInlineTotal {
+		s.failed = fmt.Errorf("entry %q: %d bytes too many to keep in the record", hdr.Name, hdr.Size)
+		return nil
+	}
+	r.inline = bytes.NewBuffer(make([]byte, 0, hdr.Size))
+	return nil
+}
+
+// endEntry reads what the consumer left of the current entry's payload and
+// records the entry.
+func (r *Reader) endEntry() error {
+	if r.cur == nil {
+		return nil
+	}
+	if _, err := io.Copy(io.Discard, readerOnly{r}); err != nil {
+		return err
+	}
+	s := r.s
+	e := storage.Entry{Type: storage.FileType}
+	e.SetName(r.cur.Name)
+	if r.inline != nil && r.n > 0 {
+		s.inlined += r.n
+		if err := s.add(e); err != nil { // the entry, payload-less
+			return err
+		}
+		if err := s.segment(r.inline.Bytes()); err != nil {
+			return err
+		}
+	} else {
+		if r.n > 0 {
+			e.Size = r.n
+			s.payloads = append(s.payloads, splitPayload{Name: r.cur.Name, Size: r.n})
+		}
+		if err := s.add(e); err != nil {
+			return err
+		}
+	}
+	r.cur, r.inline = nil, nil
+	return s.segment(r.tr.RawBytes())
+}
+
+// Read reads the current entry's payload.
+func (r *Reader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	if r.cur == nil {
+		return 0, io.EOF
+	}
+	n, err := r.tr.Read(p)
+	r.n += int64(n)
+	if r.inline != nil {
+		r.inline.Write(p[:n])
+	}
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
+}
+
+// readerOnly hides Reader's other methods from io.Copy.
+type readerOnly struct{ io.Reader }
+
+// Finish records the rest of the stream after the tar (its end-of-archive
+// blocks were read by Next; trailing padding, at most MaxTrailing bytes).
+// The stream is read to its end.
+func (r *Reader) Finish() error {
+	if r.err != nil && r.err != io.EOF {
+		return r.err
+	}
+	if !r.eof {
+		return fmt.Errorf("recording the layer's tar-split: the tar was not read to its end")
+	}
+	if err := r.s.trailing(r.br); err != nil {
+		return fmt.Errorf("recording the layer's tar-split: %w", err)
+	}
+	return nil
+}
+
+// stdHeader converts a header of tar-split's fork of archive/tar into the
+// standard library's type (the fork keeps the same fields).
+func stdHeader(h *tstar.Header) *tar.Header {
+	return &tar.Header{
+		Typeflag:   h.Typeflag,
+		Name:       h.Name,
+		Linkname:   h.Linkname,
+		Size:       h.Size,
+		Mode:       h.Mode,
+		Uid:        h.Uid,
+		Gid:        h.Gid,
+		Uname:      h.Uname,
+		Gname:      h.Gname,
+		ModTime:    h.ModTime,
+		AccessTime: h.AccessTime,
+		ChangeTime: h.ChangeTime,
+		Devmajor:   h.Devmajor,
+		Devminor:   h.Devminor,
+		Xattrs:     h.Xattrs, //nolint:staticcheck // kept as the reader fills it
+		PAXRecords: h.PAXRecords,
+		Format:     tar.Format(h.Format),
+	}
+}
