@@ -64,7 +64,11 @@ func Fetch(ctx context.Context, r oci.Reader, desc oci.Descriptor, diffID digest
 	if opts.Progress != nil {
 		blob = &progressReader{r: blob, p: opts.Progress}
 	}
-	dr, err := Decompress(blob, desc.MediaType)
+	// The blob is read (and its digest hashed) up to 1 MiB ahead on a
+	// goroutine of its own; the read-ahead is drained below.
+	ra := newReadAhead(blob, 256<<10, 4)
+	defer ra.Close()
+	dr, err := Decompress(ra, desc.MediaType)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +100,7 @@ func Fetch(ctx context.Context, r oci.Reader, desc oci.Descriptor, diffID digest
 		return nil, fmt.Errorf("reading layer: %w", err)
 	}
 	// Drain the blob so the reader verifies its digest.
-	if _, err := io.Copy(io.Discard, blob); err != nil {
+	if _, err := io.Copy(io.Discard, ra); err != nil {
 		return nil, err
 	}
 	if got := dd.Digest(); got != diffID {
