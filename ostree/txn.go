@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,6 +40,11 @@ type Txn struct {
 	noSync     bool
 	bytesAdded int64
 	beforeRefs func() error
+	// unflushed counts the bytes staged since the last background syncfs
+	// started; flushing is set while one runs, flushWG waits for it.
+	unflushed atomic.Int64
+	flushing  atomic.Bool
+	flushWG   sync.WaitGroup
 }
 
 // Begin starts a transaction, taking the shared repository lock.
@@ -187,6 +193,13 @@ func stagedRel(name ObjectName, m Mode) string {
 // it to Commit's syncfs.
 const writebackMin = 256 << 10
 
+// flushEvery is how many bytes of objects a transaction stages between
+// background syncfs calls: Commit's own syncfs then finds only the last
+// of them to write, and the small files and the inodes the early writeback
+// of large ones does not cover are written while the import goes on.
+// (Commit still syncs everything itself before it publishes anything.)
+const flushEvery = 64 << 20
+
 // objectFile is an object file being written in the staging directory:
 // unnamed (O_TMPFILE, linked to its name by finishObject) where the kernel
 // and filesystem allow it, else created under a temp name (tmp) or directly
@@ -244,6 +257,7 @@ func (t *Txn) finishObject(o *objectFile, name ObjectName, size int64) error {
 		// import goes on. Advisory; an error changes nothing.
 		unix.SyncFileRange(int(o.f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 	}
+	t.flushInBackground(size)
 	var err error
 	switch {
 	case o.direct:
@@ -437,6 +451,22 @@ func (t *Txn) sync() error {
 	return nil
 }
 
+// flushInBackground counts size more bytes staged and, every flushEvery
+// bytes, starts a syncfs on a goroutine of its own unless one still runs.
+// Advisory: its error changes nothing (Commit's syncfs reports).
+func (t *Txn) flushInBackground(size int64) {
+	if t.noSync || t.unflushed.Add(size) < flushEvery || !t.flushing.CompareAndSwap(false, true) {
+		return
+	}
+	t.unflushed.Store(0)
+	t.flushWG.Add(1)
+	go func() {
+		defer t.flushWG.Done()
+		unix.Syncfs(t.r.dfd)
+		t.flushing.Store(false)
+	}()
+}
+
 // Abort drops everything staged and releases the lock. It is a no-op after
 // Commit or a previous Abort.
 func (t *Txn) Abort() {
@@ -444,6 +474,7 @@ func (t *Txn) Abort() {
 		return
 	}
 	t.done = true
+	t.flushWG.Wait() // no goroutine outlives the transaction
 	if t.stageFd >= 0 {
 		unix.Close(t.stageFd)
 	}

@@ -308,6 +308,46 @@ func TestTxnWithSync(t *testing.T) {
 	}
 }
 
+// TestTxnBackgroundFlush: every flushEvery bytes staged start one syncfs
+// on a goroutine (not a second while one runs), never with core.fsync
+// off, and Abort (so also Commit) waits for it.
+func TestTxnBackgroundFlush(t *testing.T) {
+	r := newRepoAt(t, filepath.Join(t.TempDir(), "repo"), ModeBareUser, true)
+	txn, err := r.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	txn.flushInBackground(flushEvery - 1)
+	if txn.flushing.Load() || txn.unflushed.Load() != flushEvery-1 {
+		t.Fatalf("below flushEvery: flushing %v, %d bytes counted", txn.flushing.Load(), txn.unflushed.Load())
+	}
+	txn.flushing.Store(true) // as if one ran: none is started beside it
+	txn.flushInBackground(1)
+	if txn.unflushed.Load() != flushEvery {
+		t.Fatalf("a second flush started while one runs")
+	}
+	txn.flushing.Store(false)
+	txn.flushInBackground(1)
+	if txn.unflushed.Load() != 0 {
+		t.Fatalf("flushEvery reached: %d bytes still counted, no flush started", txn.unflushed.Load())
+	}
+	txn.Abort()
+	if txn.flushing.Load() {
+		t.Error("Abort returned while the flush ran")
+	}
+
+	quiet := newRepo(t, ModeBareUser) // core.fsync=false
+	txn, err = quiet.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txn.Abort()
+	txn.flushInBackground(2 * flushEvery)
+	if txn.flushing.Load() || txn.unflushed.Load() != 0 {
+		t.Error("core.fsync=false: a flush was started")
+	}
+}
+
 // TestPruneWaitsForTransactions: a transaction holds the shared repository
 // lock, so Prune (exclusive) finds the lock busy (the repo-lock-busy
 // failpoint tells the test so) and waits until the transaction ends.
