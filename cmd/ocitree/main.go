@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 
 	"github.com/ocitree/ocitree/internal/failpoint"
@@ -91,8 +92,17 @@ func main() {
 			defer pprof.StopCPUProfile()
 		}
 	}
+	if path := os.Getenv("OCITREE_TRACE"); path != "" {
+		// For performance work: an execution trace (go tool trace), to see
+		// which goroutine is on the critical path.
+		if f, err := os.Create(path); err == nil {
+			trace.Start(f)
+			defer trace.Stop()
+		}
+	}
 	err := newRootCmd().Execute()
 	pprof.StopCPUProfile()
+	trace.Stop()
 	if err == nil {
 		return
 	}
