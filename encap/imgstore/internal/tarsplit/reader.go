@@ -8,7 +8,6 @@ import (
 	"io"
 
 	tstar "github.com/vbatts/tar-split/archive/tar"
-	"github.com/vbatts/tar-split/tar/storage"
 )
 
 // A Reader reads a tar entry by entry, like archive/tar's Reader, and
@@ -76,25 +75,10 @@ func (r *Reader) next() (*tar.Header, error) {
 		return nil, err
 	}
 	r.cur, r.n, r.inline = hdr, 0, nil
-	if err := r.startInline(hdr); err != nil {
-		return nil, err
+	if r.s.keepInline(hdr.Name, hdr.Size) {
+		r.inline = bytes.NewBuffer(make([]byte, 0, hdr.Size))
 	}
 	return stdHeader(hdr), nil
-}
-
-// startInline sets up keeping the payload of hdr in the record, when the
-// recorder keeps that entry's and it fits the limits.
-func (r *Reader) startInline(hdr *tstar.Header) error {
-	s := r.s
-	if hdr.Size <= 0 || s.inline == nil || s.failed != nil || !s.inline(hdr.Name) {
-		return nil
-	}
-	if hdr.Size > maxInlinePayload || s.inlined+hdr.Size > maxInlineTotal {
-		s.failed = fmt.Errorf("entry %q: %d bytes too many to keep in the record", hdr.Name, hdr.Size)
-		return nil
-	}
-	r.inline = bytes.NewBuffer(make([]byte, 0, hdr.Size))
-	return nil
 }
 
 // endEntry reads what the consumer left of the current entry's payload and
@@ -103,31 +87,18 @@ func (r *Reader) endEntry() error {
 	if r.cur == nil {
 		return nil
 	}
-	if _, err := io.Copy(io.Discard, readerOnly{r}); err != nil {
+	if _, err := io.Copy(io.Discard, r); err != nil {
 		return err
 	}
-	s := r.s
-	e := storage.Entry{Type: storage.FileType}
-	e.SetName(r.cur.Name)
-	if r.inline != nil && r.n > 0 {
-		s.inlined += r.n
-		if err := s.add(e); err != nil { // the entry, payload-less
-			return err
-		}
-		if err := s.segment(r.inline.Bytes()); err != nil {
-			return err
-		}
-	} else {
-		if r.n > 0 {
-			e.Size = r.n
-			s.payloads = append(s.payloads, splitPayload{Name: r.cur.Name, Size: r.n})
-		}
-		if err := s.add(e); err != nil {
-			return err
-		}
+	var inline []byte
+	if r.inline != nil {
+		inline = r.inline.Bytes()
+	}
+	if err := r.s.fileEntry(r.cur.Name, r.n, inline); err != nil {
+		return err
 	}
 	r.cur, r.inline = nil, nil
-	return s.segment(r.tr.RawBytes())
+	return r.s.segment(r.tr.RawBytes())
 }
 
 // Read reads the current entry's payload.
@@ -148,9 +119,6 @@ func (r *Reader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
-
-// readerOnly hides Reader's other methods from io.Copy.
-type readerOnly struct{ io.Reader }
 
 // Finish records the rest of the stream after the tar (its end-of-archive
 // blocks were read by Next; trailing padding, at most MaxTrailing bytes).

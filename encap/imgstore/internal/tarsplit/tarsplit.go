@@ -213,23 +213,12 @@ func (s *Recorder) file(hdr *tstar.Header, tr *tstar.Reader) error {
 	if err := notSparse(hdr); err != nil {
 		return err
 	}
-	e := storage.Entry{Type: storage.FileType}
-	e.SetName(hdr.Name)
-	if hdr.Size > 0 && s.inline != nil && s.inline(hdr.Name) && s.failed == nil {
-		if hdr.Size > maxInlinePayload || s.inlined+hdr.Size > maxInlineTotal {
-			s.failed = fmt.Errorf("entry %q: %d bytes too many to keep in the record", hdr.Name, hdr.Size)
-			_, err := io.Copy(io.Discard, tr)
-			return err
-		}
+	if s.keepInline(hdr.Name, hdr.Size) {
 		b, err := io.ReadAll(tr)
 		if err != nil {
 			return err
 		}
-		s.inlined += int64(len(b))
-		if err := s.add(e); err != nil { // the entry, payload-less
-			return err
-		}
-		return s.segment(b)
+		return s.fileEntry(hdr.Name, int64(len(b)), b)
 	}
 	if s.copyBuf == nil {
 		s.copyBuf = make([]byte, 256<<10)
@@ -238,11 +227,40 @@ func (s *Recorder) file(hdr *tstar.Header, tr *tstar.Reader) error {
 	if err != nil {
 		return err
 	}
+	return s.fileEntry(hdr.Name, n, nil)
+}
+
+// fileEntry records a file entry whose payload was n bytes: kept in the
+// record when inline is not nil, else referenced by its size.
+func (s *Recorder) fileEntry(name string, n int64, inline []byte) error {
+	e := storage.Entry{Type: storage.FileType}
+	e.SetName(name)
+	if inline != nil && n > 0 {
+		s.inlined += n
+		if err := s.add(e); err != nil { // the entry, payload-less
+			return err
+		}
+		return s.segment(inline)
+	}
 	if n > 0 {
 		e.Size = n
-		s.payloads = append(s.payloads, splitPayload{Name: hdr.Name, Size: n})
+		s.payloads = append(s.payloads, splitPayload{Name: name, Size: n})
 	}
 	return s.add(e)
+}
+
+// keepInline reports whether the payload of an entry of size bytes is kept
+// in the record. One over the inline limits fails the record (the stream
+// still passes through; Bytes reports it).
+func (s *Recorder) keepInline(name string, size int64) bool {
+	if size <= 0 || s.inline == nil || s.failed != nil || !s.inline(name) {
+		return false
+	}
+	if size > maxInlinePayload || s.inlined+size > maxInlineTotal {
+		s.failed = fmt.Errorf("entry %q: %d bytes too many to keep in the record", name, size)
+		return false
+	}
+	return true
 }
 
 // notSparse refuses a sparse entry before its payload is read: the tar
