@@ -25,9 +25,13 @@ func gz(t *testing.T, b []byte) []byte {
 // concatenated members (gzip's multistream, as compress/gzip and
 // containers/image read them), and nothing with a bad CRC, a bad length, a
 // missing end or junk after the last member. Each payload is larger than
-// the inflater's 1 MiB blocks, so the errors cross its read-ahead.
+// the inflater's whole read-ahead (gzipBlocks blocks of gzipBlockSize), so
+// the errors cross it.
 func TestDecompressGzip(t *testing.T) {
 	payload := bytes.Repeat([]byte("ocitree layer bytes\n"), 300_000) // 6 MB
+	if len(payload) <= gzipBlocks*gzipBlockSize {
+		t.Fatalf("payload of %d bytes fits in the read-ahead of %d bytes", len(payload), gzipBlocks*gzipBlockSize)
+	}
 	one := gz(t, payload)
 	crcBad := bytes.Clone(one)
 	crcBad[len(crcBad)-8] ^= 0xff
