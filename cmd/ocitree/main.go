@@ -89,7 +89,6 @@ func main() {
 		// For performance work: a CPU profile of the whole command.
 		if f, err := os.Create(path); err == nil {
 			pprof.StartCPUProfile(f)
-			defer pprof.StopCPUProfile()
 		}
 	}
 	if path := os.Getenv("OCITREE_TRACE"); path != "" {
@@ -97,10 +96,10 @@ func main() {
 		// which goroutine is on the critical path.
 		if f, err := os.Create(path); err == nil {
 			trace.Start(f)
-			defer trace.Stop()
 		}
 	}
 	err := newRootCmd().Execute()
+	// Stopped here, not deferred: the exits below skip deferred calls.
 	pprof.StopCPUProfile()
 	trace.Stop()
 	if err == nil {

@@ -149,7 +149,7 @@ type TarReader interface {
 	Read(p []byte) (int, error)
 }
 
-// ApplyRecording is Apply reading the tar through tr that also stores the
+// ApplyRecording is Apply reading the tar through tr. It also stores the
 // payload of each regular-file entry the tree does not take and passes its
 // checksum to onPayload, so that a record of the layer can give every
 // payload back.
